@@ -1,0 +1,6 @@
+//! Kubernetes resource registry, defaulting, validation, selectors, tables and Status errors.
+//!
+//! Everything here is pure: no IO, no clock except where a caller passes `now`.
+
+pub mod registry;
+pub mod status;
