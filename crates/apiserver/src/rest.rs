@@ -503,9 +503,9 @@ async fn create_object(
         None,
         &obj,
         manager,
+        None,
         &info.api_version(),
         &body::now_rfc3339(),
-        None,
         &info.definition,
         &glue::SchemaTypes(glue::schemas()),
     );
@@ -605,6 +605,13 @@ async fn patch(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError>
     Ok(Reply::json(status, encode_one(req, obj)).with_warnings(warnings))
 }
 
+fn patch_error(e: timonel_patch::PatchError) -> ApiError {
+    match e {
+        timonel_patch::PatchError::InvalidPatch(m) => ApiError::bad_request(m),
+        timonel_patch::PatchError::CannotApply(m) => ApiError::new(422, "Invalid", m),
+    }
+}
+
 fn apply_change(
     req: &Request<'_>,
     current: &Value,
@@ -612,7 +619,6 @@ fn apply_change(
 ) -> Result<Value, ApiError> {
     let info = &req.info;
     let types = glue::SchemaTypes(glue::schemas());
-    let patch_error = |e: timonel_patch::PatchError| ApiError::new(422, "Invalid", e.to_string());
     match change {
         Change::Replace(obj) => Ok(obj.clone()),
         Change::Patch { media, patch } => match *media {
@@ -648,6 +654,7 @@ fn apply_config(
         live,
         applied,
         &manager,
+        req.path.subresource.as_deref(),
         force,
         &info.api_version(),
         &body::now_rfc3339(),
@@ -660,14 +667,14 @@ fn apply_config(
                 .iter()
                 .map(|c| Cause {
                     reason: "FieldManagerConflict".into(),
-                    message: format!("conflict with \"{}\"", c.manager),
+                    message: c.message(),
                     field: c.field.clone(),
                 })
                 .collect();
             let n = causes.len();
             let detail: Vec<String> = conflicts
                 .iter()
-                .map(|c| format!("conflict with \"{}\": {}", c.manager, c.field))
+                .map(|c| format!("{}: {}", c.message(), c.field))
                 .collect();
             let plural = if n == 1 { "" } else { "s" };
             ApiError::new(
@@ -750,9 +757,9 @@ async fn write(
                 Some(&current_value),
                 &new,
                 &manager,
+                subresource,
                 &info.api_version(),
                 &body::now_rfc3339(),
-                subresource,
                 &info.definition,
                 &glue::SchemaTypes(glue::schemas()),
             );
@@ -1189,7 +1196,7 @@ async fn update_scale(state: &Arc<State>, req: &Request<'_>, verb: Verb) -> Resu
                     "application/json-patch+json" => timonel_patch::json_patch(&scale, &patch),
                     _ => timonel_patch::merge_patch(&scale, &patch),
                 };
-                patched.map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?
+                patched.map_err(patch_error)?
             }
         };
         let replicas = new_scale["spec"]["replicas"].as_i64().unwrap_or(0);
@@ -1221,9 +1228,9 @@ async fn update_scale(state: &Arc<State>, req: &Request<'_>, verb: Verb) -> Resu
             Some(&current.value),
             &obj,
             &req.manager(),
+            Some("scale"),
             &req.info.api_version(),
             &body::now_rfc3339(),
-            Some("scale"),
             &req.info.definition,
             &glue::SchemaTypes(glue::schemas()),
         );

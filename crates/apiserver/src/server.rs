@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -200,11 +200,11 @@ impl State {
 }
 
 /// Serves one HTTP request.
-pub async fn handle(
-    state: Arc<State>,
-    cert_user: Option<User>,
-    req: hyper::Request<Incoming>,
-) -> Response<Body> {
+pub async fn handle<B>(state: Arc<State>, cert_user: Option<User>, req: hyper::Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let (parts, incoming) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());

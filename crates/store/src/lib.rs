@@ -40,7 +40,10 @@ pub struct KeyValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A create or an update; `prev` is the value before, when there was one.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// A delete at `revision`; `prev` is the last value before deletion.
     Delete { prev: KeyValue, revision: Revision },
 }
@@ -81,7 +84,10 @@ pub enum StoreError {
     Conflict { key: String, current: Revision },
     /// The requested revision is older than the compaction point.
     #[error("revision {requested} has been compacted (oldest available {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The requested revision is newer than the current revision.
     #[error("revision {0} is in the future")]
     FutureRevision(Revision),
@@ -198,7 +204,10 @@ mod tests {
 
     #[test]
     fn prefix_end_increments_last_byte() {
-        assert_eq!(prefix_end(b"/registry/pods/"), Some(b"/registry/pods0".to_vec()));
+        assert_eq!(
+            prefix_end(b"/registry/pods/"),
+            Some(b"/registry/pods0".to_vec())
+        );
         assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
         assert_eq!(prefix_end(b""), None);
         assert_eq!(prefix_end(b"\xff\xff"), None);

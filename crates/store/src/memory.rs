@@ -66,7 +66,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // breaks invariants (each write mutates after all checks), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Appends a version under the lock and publishes its event while still holding it, so
@@ -191,7 +193,11 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> Result<RangeResult> {
         let state = self.shared.lock();
-        let at = if revision == 0 { state.current } else { revision };
+        let at = if revision == 0 {
+            state.current
+        } else {
+            revision
+        };
         state.check_readable(at)?;
         let lower = match start_after {
             Some(after) if after >= prefix => Bound::Excluded(after),

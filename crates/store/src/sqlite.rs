@@ -309,7 +309,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let n = batch.len();
+            let t = std::time::Instant::now();
             self.commit_batch(batch);
+            if std::env::var_os("DEBUG_BATCH").is_some() { eprintln!("batch {n} {:?}", t.elapsed()); }
         }
     }
 
@@ -334,11 +337,12 @@ impl Writer {
                 if !events.is_empty() {
                     let _ = self.events.send(Arc::new(events));
                 }
-                for outcome in outcomes {
-                    outcome.send(None);
-                }
+                // Compaction is acknowledged once the space is back with the OS.
                 if compacted_to.is_some() {
                     self.release_free_pages();
+                }
+                for outcome in outcomes {
+                    outcome.send(None);
                 }
             }
             Err(err) => {
@@ -359,7 +363,9 @@ impl Writer {
         events: &mut Vec<Event>,
         compacted_to: &mut Option<Revision>,
     ) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate);
         let tx = match tx {
             Ok(tx) => tx,
             Err(err) => {
@@ -399,14 +405,18 @@ impl Writer {
 
     /// Returns pages freed by compaction to the OS and trims the WAL.
     fn release_free_pages(&self) {
-        let result = self
-            .conn
-            .execute_batch("PRAGMA incremental_vacuum;")
-            .and_then(|()| {
-                // TRUNCATE may find readers in the way; the next checkpoint finishes the job.
-                self.conn
-                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            });
+        let vacuum = || -> rusqlite::Result<()> {
+            // The pragma frees pages one step at a time: step it to completion.
+            let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
+            Ok(())
+        };
+        let result = vacuum().and_then(|()| {
+            // TRUNCATE may find readers in the way; the next checkpoint finishes the job.
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        });
         if let Err(err) = result {
             tracing::warn!(error = %err, "SQLite vacuum after compaction failed");
         }
@@ -415,13 +425,15 @@ impl Writer {
 
 /// The answer for a request that never ran because its batch failed.
 fn unapplied(request: WriteRequest) -> Outcome {
-    let err = || Err(backend("write batch aborted"));
+    fn aborted<T>() -> Result<T> {
+        Err(backend("write batch aborted"))
+    }
     match request {
         WriteRequest::Create { reply, .. } | WriteRequest::Update { reply, .. } => {
-            Outcome::Revision(reply, err())
+            Outcome::Revision(reply, aborted())
         }
-        WriteRequest::Delete { reply, .. } => Outcome::Deleted(reply, err()),
-        WriteRequest::Compact { reply, .. } => Outcome::Compacted(reply, err()),
+        WriteRequest::Delete { reply, .. } => Outcome::Deleted(reply, aborted()),
+        WriteRequest::Compact { reply, .. } => Outcome::Compacted(reply, aborted()),
     }
 }
 
@@ -460,7 +472,7 @@ fn apply_one(
 ) -> std::result::Result<Outcome, (Outcome, rusqlite::Error)> {
     match request {
         WriteRequest::Create { key, value, reply } => {
-            let run = || -> rusqlite::Result<Result<Revision>> {
+            let mut run = || -> rusqlite::Result<Result<Revision>> {
                 let latest = latest_row(conn, &key)?;
                 if latest.as_ref().is_some_and(|l| !l.deleted) {
                     return Ok(Err(StoreError::AlreadyExists(key.clone())));
@@ -491,7 +503,7 @@ fn apply_one(
             expected,
             reply,
         } => {
-            let run = || -> rusqlite::Result<Result<Revision>> {
+            let mut run = || -> rusqlite::Result<Result<Revision>> {
                 let Some(latest) = latest_row(conn, &key)?.filter(|l| !l.deleted) else {
                     return Ok(Err(StoreError::NotFound(key.clone())));
                 };
@@ -538,7 +550,7 @@ fn apply_one(
             expected,
             reply,
         } => {
-            let run = || -> rusqlite::Result<Result<(Revision, KeyValue)>> {
+            let mut run = || -> rusqlite::Result<Result<(Revision, KeyValue)>> {
                 let Some(latest) = latest_row(conn, &key)?.filter(|l| !l.deleted) else {
                     return Ok(Err(StoreError::NotFound(key.clone())));
                 };
@@ -757,7 +769,11 @@ fn events_blocking(
          LEFT JOIN kv AS prev ON prev.revision = row.prev_revision AND prev.deleted = 0
          WHERE row.revision >= ?1 AND row.key >= ?2 {}
          ORDER BY row.revision LIMIT ?3",
-        if end.is_some() { "AND row.key < ?4" } else { "" }
+        if end.is_some() {
+            "AND row.key < ?4"
+        } else {
+            ""
+        }
     );
     let max_rows = i64::try_from(max).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
@@ -781,8 +797,16 @@ fn events_blocking(
     .map_err(backend)?;
     let mut events = Vec::new();
     for row in rows {
-        let (revision, key, value, create_revision, prev_revision, deleted, prev_value, prev_create) =
-            row.map_err(backend)?;
+        let (
+            revision,
+            key,
+            value,
+            create_revision,
+            prev_revision,
+            deleted,
+            prev_value,
+            prev_create,
+        ) = row.map_err(backend)?;
         let key = key_string(key)?;
         events.push(if deleted {
             Event::Delete {
@@ -869,7 +893,9 @@ impl Store for SqliteStore {
         let prefix = prefix.to_string();
         let start_after = start_after.map(str::to_string);
         self.readers
-            .read(move |conn| range_blocking(conn, &prefix, start_after.as_deref(), revision, limit))
+            .read(move |conn| {
+                range_blocking(conn, &prefix, start_after.as_deref(), revision, limit)
+            })
             .await
     }
 
@@ -923,7 +949,12 @@ impl Store for SqliteStore {
         let history = Arc::new(DbHistory {
             readers: self.readers.clone(),
         });
-        Ok(watch_log::watch_stream(history, live, prefix.to_string(), from))
+        Ok(watch_log::watch_stream(
+            history,
+            live,
+            prefix.to_string(),
+            from,
+        ))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {

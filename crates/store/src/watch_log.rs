@@ -82,7 +82,11 @@ impl<H: History> WatchState<H> {
                 return Some(Ok(event));
             }
             if self.catching_up {
-                match self.history.read_events(&self.prefix, self.next, HISTORY_PAGE).await {
+                match self
+                    .history
+                    .read_events(&self.prefix, self.next, HISTORY_PAGE)
+                    .await
+                {
                     Ok(page) => {
                         if page.events.len() < HISTORY_PAGE {
                             self.catching_up = false;
