@@ -4,3 +4,7 @@
 
 pub mod registry;
 pub mod status;
+pub mod defaults;
+pub mod validation;
+pub mod table;
+pub mod selectors;

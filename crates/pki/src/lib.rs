@@ -141,14 +141,15 @@ impl SanEntry {
     fn to_rcgen(&self) -> Result<SanType, PkiError> {
         match self {
             SanEntry::Ip(ip) => Ok(SanType::IpAddress(*ip)),
-            SanEntry::Dns(name) => name
-                .clone()
-                .try_into()
-                .map(SanType::DnsName)
-                .map_err(|_| PkiError::InvalidSan {
-                    name: name.clone(),
-                    reason: "not an IA5 string",
-                }),
+            SanEntry::Dns(name) => {
+                name.clone()
+                    .try_into()
+                    .map(SanType::DnsName)
+                    .map_err(|_| PkiError::InvalidSan {
+                        name: name.clone(),
+                        reason: "not an IA5 string",
+                    })
+            }
         }
     }
 }
@@ -311,11 +312,7 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn base_params(
-    common_name: &str,
-    organizations: &[&str],
-    lifetime_days: i64,
-) -> CertificateParams {
+fn base_params(common_name: &str, organizations: &[&str], lifetime_days: i64) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     for org in organizations {
@@ -473,10 +470,11 @@ fn ensure_leaf(paths: &PairPaths, ca: &KeyedCert, spec: LeafSpec) -> Result<Keye
         let reusable = facts.public_key == key.public_key_raw()
             && facts.not_after_unix > renew_after
             && facts.common_name.as_deref() == Some(spec.common_name)
-            && facts.organizations.iter().map(String::as_str).eq(spec
+            && facts
                 .organizations
                 .iter()
-                .copied())
+                .map(String::as_str)
+                .eq(spec.organizations.iter().copied())
             && spec.sans.iter().all(|san| facts.sans.contains(san))
             && signed_by(der, &ca.cert_der);
         if reusable {
@@ -657,10 +655,11 @@ impl ClusterPki {
         roots
             .add(CertificateDer::from(self.client_ca.cert_der.clone()))
             .map_err(|e| PkiError::Tls(format!("client CA: {e}")))?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| PkiError::Tls(format!("client certificate verifier: {e}")))?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| PkiError::Tls(format!("client certificate verifier: {e}")))?;
         let key = PrivateKeyDer::from_pem_slice(self.serving.key_pem.as_bytes()).map_err(|e| {
             PkiError::Corrupt {
                 path: self.tls_dir.join("serving-kube-apiserver.key"),

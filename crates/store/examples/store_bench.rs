@@ -53,8 +53,21 @@ async fn main() -> anyhow_free::Result<()> {
     bench("memory", Arc::new(MemoryStore::new()), creates).await?;
 
     let dir = tempfile::tempdir()?;
+    let opening = Instant::now();
     let sqlite = SqliteStore::open(&dir.path().join("bench.db"))?;
+    println!(
+        " sqlite: opening a new database took {:.1} ms",
+        opening.elapsed().as_secs_f64() * 1000.0
+    );
     bench("sqlite", Arc::new(sqlite), creates).await?;
+    let reopening = Instant::now();
+    let reopened = SqliteStore::open(&dir.path().join("bench.db"))?;
+    println!(
+        " sqlite: reopening it took {:.1} ms (revision {})",
+        reopening.elapsed().as_secs_f64() * 1000.0,
+        reopened.current_revision().await?
+    );
+    drop(reopened);
 
     let server = tokio::task::spawn_blocking(EtcdServer::start).await??;
     let etcd = EtcdStore::connect(&[server.endpoint()]).await?;

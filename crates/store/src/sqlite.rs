@@ -26,7 +26,9 @@ use crate::{
 /// At most this many requests share one transaction; bounds commit latency.
 const MAX_BATCH: usize = 1024;
 
+/// One transaction, so creating a new database costs one fsync, not one per statement.
 const SCHEMA: &str = "
+BEGIN;
 CREATE TABLE IF NOT EXISTS kv (
     revision INTEGER PRIMARY KEY,
     key BLOB NOT NULL,
@@ -37,6 +39,7 @@ CREATE TABLE IF NOT EXISTS kv (
 );
 CREATE INDEX IF NOT EXISTS kv_key_revision ON kv (key, revision);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+COMMIT;
 ";
 
 /// Tuning knobs; [`SqliteStore::open`] uses the defaults.
@@ -309,10 +312,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let n = batch.len();
-            let t = std::time::Instant::now();
             self.commit_batch(batch);
-            if std::env::var_os("DEBUG_BATCH").is_some() { eprintln!("batch {n} {:?}", t.elapsed()); }
         }
     }
 
@@ -384,13 +384,9 @@ impl Writer {
                 outcomes.push(unapplied(request));
                 continue;
             }
-            match apply_one(&tx, request, &mut next, &mut compacted, events) {
-                Ok(outcome) => outcomes.push(outcome),
-                Err((outcome, err)) => {
-                    outcomes.push(outcome);
-                    failure = Some(err);
-                }
-            }
+            let (outcome, error) = apply_one(&tx, request, &mut next, &mut compacted, events);
+            outcomes.push(outcome);
+            failure = error;
         }
         if let Some(err) = failure {
             // Dropping `tx` rolls back.
@@ -461,15 +457,15 @@ fn insert_row(
 }
 
 /// Checks one request's condition against the transaction's state (which includes earlier
-/// writes of the same batch) and writes its row. An `Err` is a database failure that
-/// aborts the whole batch.
+/// writes of the same batch) and writes its row. The error, when present, is a database
+/// failure that aborts the whole batch.
 fn apply_one(
     conn: &Connection,
     request: WriteRequest,
     next: &mut Revision,
     compacted: &mut Revision,
     events: &mut Vec<Event>,
-) -> std::result::Result<Outcome, (Outcome, rusqlite::Error)> {
+) -> (Outcome, Option<rusqlite::Error>) {
     match request {
         WriteRequest::Create { key, value, reply } => {
             let mut run = || -> rusqlite::Result<Result<Revision>> {
@@ -493,8 +489,8 @@ fn apply_one(
                 Ok(Ok(revision))
             };
             match run() {
-                Ok(result) => Ok(Outcome::Revision(reply, result)),
-                Err(err) => Err((Outcome::Revision(reply, Err(backend(&err))), err)),
+                Ok(result) => (Outcome::Revision(reply, result), None),
+                Err(err) => (Outcome::Revision(reply, Err(backend(&err))), Some(err)),
             }
         }
         WriteRequest::Update {
@@ -541,8 +537,8 @@ fn apply_one(
                 Ok(Ok(revision))
             };
             match run() {
-                Ok(result) => Ok(Outcome::Revision(reply, result)),
-                Err(err) => Err((Outcome::Revision(reply, Err(backend(&err))), err)),
+                Ok(result) => (Outcome::Revision(reply, result), None),
+                Err(err) => (Outcome::Revision(reply, Err(backend(&err))), Some(err)),
             }
         }
         WriteRequest::Delete {
@@ -585,8 +581,8 @@ fn apply_one(
                 Ok(Ok((revision, prev)))
             };
             match run() {
-                Ok(result) => Ok(Outcome::Deleted(reply, result)),
-                Err(err) => Err((Outcome::Deleted(reply, Err(backend(&err))), err)),
+                Ok(result) => (Outcome::Deleted(reply, result), None),
+                Err(err) => (Outcome::Deleted(reply, Err(backend(&err))), Some(err)),
             }
         }
         WriteRequest::Compact { revision, reply } => {
@@ -616,8 +612,8 @@ fn apply_one(
                 Ok(Ok(()))
             };
             match run() {
-                Ok(result) => Ok(Outcome::Compacted(reply, result)),
-                Err(err) => Err((Outcome::Compacted(reply, Err(backend(&err))), err)),
+                Ok(result) => (Outcome::Compacted(reply, result), None),
+                Err(err) => (Outcome::Compacted(reply, Err(backend(&err))), Some(err)),
             }
         }
     }

@@ -78,10 +78,14 @@ fn log_tail(path: &Path) -> String {
 impl EtcdServer {
     /// Starts etcd and waits until it answers. Blocks for up to a few seconds.
     pub fn start() -> Result<EtcdServer, EtcdServerError> {
-        let binary = find_etcd().ok_or(EtcdServerError::NotFound)?;
+        Self::start_binary(&find_etcd().ok_or(EtcdServerError::NotFound)?)
+    }
+
+    /// Starts the etcd at `binary`.
+    pub fn start_binary(binary: &Path) -> Result<EtcdServer, EtcdServerError> {
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::start_once(&binary) {
+            match Self::start_once(binary) {
                 Ok(server) => return Ok(server),
                 Err(err @ EtcdServerError::Unhealthy { .. }) => last_error = Some(err),
                 Err(err) => return Err(err),
@@ -158,5 +162,35 @@ impl Drop for EtcdServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         // `data_dir` removes itself after this.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_says_how_to_install_it() {
+        let err = EtcdServer::start_binary(Path::new("/nonexistent/bin/etcd"))
+            .err()
+            .expect("a missing binary cannot start");
+        assert_eq!(
+            err.to_string(),
+            "etcd not found: install it with `apt-get install -y etcd-server`"
+        );
+    }
+
+    #[test]
+    fn started_server_is_healthy_and_cleaned_up() {
+        let server = EtcdServer::start().unwrap_or_else(|err| panic!("{err}"));
+        let endpoint = server.endpoint();
+        assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+        assert!(is_healthy(server.client_addr));
+        let data_dir = server.data_dir().to_path_buf();
+        assert!(data_dir.join("data").is_dir());
+        let addr = server.client_addr;
+        drop(server);
+        assert!(!data_dir.exists(), "data dir removed on drop");
+        assert!(!is_healthy(addr), "etcd killed on drop");
     }
 }

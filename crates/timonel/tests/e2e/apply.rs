@@ -13,7 +13,8 @@ pub fn client_side_apply_three_way_merge(s: &Session) {
     let last_applied = annotations["kubectl.kubernetes.io/last-applied-configuration"]
         .as_str()
         .unwrap_or_else(|| panic!("no last-applied annotation: {annotations}"));
-    let last_applied: serde_json::Value = serde_json::from_str(last_applied).expect("last-applied is JSON");
+    let last_applied: serde_json::Value =
+        serde_json::from_str(last_applied).expect("last-applied is JSON");
     assert_eq!(last_applied["spec"]["replicas"], 1);
 
     // A label added by someone else is not in last-applied, so apply must leave it alone.
@@ -25,9 +26,18 @@ pub fn client_side_apply_three_way_merge(s: &Session) {
     // DROP is in last-applied but not in v2: the strategic merge patch deletes it.
     assert_eq!(s.apply_stdin(&v2), "deployment.apps/envtest configured\n");
     assert_eq!(s.jsonpath("deploy/envtest", env_names), "KEEP");
-    assert_eq!(s.jsonpath("deploy/envtest", "{.spec.template.spec.containers[0].env[0].value}"), "changed");
+    assert_eq!(
+        s.jsonpath(
+            "deploy/envtest",
+            "{.spec.template.spec.containers[0].env[0].value}"
+        ),
+        "changed"
+    );
     assert_eq!(s.jsonpath("deploy/envtest", "{.spec.replicas}"), "2");
-    assert_eq!(s.jsonpath("deploy/envtest", "{.metadata.labels.added-by}"), "hand");
+    assert_eq!(
+        s.jsonpath("deploy/envtest", "{.metadata.labels.added-by}"),
+        "hand"
+    );
     assert_eq!(s.jsonpath("deploy/envtest", "{.metadata.generation}"), "2");
 
     assert_eq!(s.apply_stdin(&v2), "deployment.apps/envtest unchanged\n");
@@ -80,7 +90,11 @@ pub fn server_side_apply_conflicts_and_force(s: &Session) {
         "configmap/ssa serverside-applied\n"
     );
     let (pairs, entries) = managers(s, "ssa");
-    assert_eq!(pairs, [("kubectl".to_string(), "Apply".to_string())], "{entries}");
+    assert_eq!(
+        pairs,
+        [("kubectl".to_string(), "Apply".to_string())],
+        "{entries}"
+    );
     let kubectl_fields = fields_of(&entries, "kubectl");
     assert!(kubectl_fields["f:data"]["f:key"].is_object(), "{entries}");
     assert!(kubectl_fields["f:data"]["f:owned"].is_object(), "{entries}");
@@ -95,12 +109,22 @@ pub fn server_side_apply_conflicts_and_force(s: &Session) {
         stderr.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .data.key"#),
         "{stderr}"
     );
-    assert!(stderr.contains("--force-conflicts"), "kubectl's advice is missing: {stderr}");
+    assert!(
+        stderr.contains("--force-conflicts"),
+        "kubectl's advice is missing: {stderr}"
+    );
     assert_eq!(s.jsonpath("configmap/ssa", "{.data.key}"), "one");
 
     assert_eq!(
         s.kubectl_stdin_ok(
-            &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"],
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=other",
+                "--force-conflicts",
+                "-f",
+                "-"
+            ],
             &second
         ),
         "configmap/ssa serverside-applied\n"
@@ -118,9 +142,20 @@ pub fn server_side_apply_conflicts_and_force(s: &Session) {
         "{entries}"
     );
     // The forced apply moved .data.key from kubectl to other.
-    assert!(fields_of(&entries, "kubectl")["f:data"].get("f:key").is_none(), "{entries}");
-    assert!(fields_of(&entries, "kubectl")["f:data"]["f:owned"].is_object(), "{entries}");
-    assert!(fields_of(&entries, "other")["f:data"]["f:key"].is_object(), "{entries}");
+    assert!(
+        fields_of(&entries, "kubectl")["f:data"]
+            .get("f:key")
+            .is_none(),
+        "{entries}"
+    );
+    assert!(
+        fields_of(&entries, "kubectl")["f:data"]["f:owned"].is_object(),
+        "{entries}"
+    );
+    assert!(
+        fields_of(&entries, "other")["f:data"]["f:key"].is_object(),
+        "{entries}"
+    );
 
     // kubectl applies again without .data.owned: as its only owner, it removes the field;
     // .data.key belongs to other and stays.

@@ -8,7 +8,10 @@ pub fn version_reports_the_server(s: &Session) {
         .lines()
         .find_map(|line| line.strip_prefix("Server Version: "))
         .unwrap_or_else(|| panic!("no `Server Version:` line in:\n{out}"));
-    assert!(server.starts_with("v1."), "server version {server:?} is not v1.x");
+    assert!(
+        server.starts_with("v1."),
+        "server version {server:?} is not v1.x"
+    );
 
     let json: serde_json::Value =
         serde_json::from_str(&s.kubectl_ok(&["version", "-o", "json"])).expect("version JSON");
@@ -20,16 +23,33 @@ pub fn version_reports_the_server(s: &Session) {
         .as_str()
         .and_then(|m| m.trim_end_matches('+').parse().ok())
         .unwrap_or_else(|| panic!("minor is not a number: {json}"));
-    assert!((34..=36).contains(&minor), "server minor {minor} out of kubectl 1.35's skew: {json}");
-    for field in ["gitCommit", "gitTreeState", "buildDate", "goVersion", "compiler", "platform"] {
-        assert!(info[field].is_string(), "serverVersion.{field} missing: {json}");
+    assert!(
+        (34..=36).contains(&minor),
+        "server minor {minor} out of kubectl 1.35's skew: {json}"
+    );
+    for field in [
+        "gitCommit",
+        "gitTreeState",
+        "buildDate",
+        "goVersion",
+        "compiler",
+        "platform",
+    ] {
+        assert!(
+            info[field].is_string(),
+            "serverVersion.{field} missing: {json}"
+        );
     }
 }
 
 pub fn api_resources_lists_builtin_kinds(s: &Session) {
     let out = s.kubectl_ok(&["api-resources"]);
     let rows = table(&out);
-    assert_eq!(rows[0], ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"], "{out}");
+    assert_eq!(
+        rows[0],
+        ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"],
+        "{out}"
+    );
     let expected: &[&[&str]] = &[
         &["deployments", "deploy", "apps/v1", "true", "Deployment"],
         &["pods", "po", "v1", "true", "Pod"],
@@ -64,7 +84,12 @@ pub fn api_resources_lists_builtin_kinds(s: &Session) {
 pub fn api_versions_lists_groups(s: &Session) {
     let out = s.kubectl_ok(&["api-versions"]);
     let versions: Vec<&str> = out.lines().collect();
-    for wanted in ["v1", "apps/v1", "apiextensions.k8s.io/v1", "authorization.k8s.io/v1"] {
+    for wanted in [
+        "v1",
+        "apps/v1",
+        "apiextensions.k8s.io/v1",
+        "authorization.k8s.io/v1",
+    ] {
         assert!(versions.contains(&wanted), "{wanted} missing from:\n{out}");
     }
 }

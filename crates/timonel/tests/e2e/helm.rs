@@ -6,7 +6,9 @@ use super::harness::{Session, describe_field, scalar_text};
 fn only_release(s: &Session) -> serde_json::Value {
     let listed = s.helm_ok(&["list", "-o", "json"]);
     let releases: serde_json::Value = serde_json::from_str(&listed).expect("helm list JSON");
-    let all = releases.as_array().unwrap_or_else(|| panic!("not a list: {listed}"));
+    let all = releases
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {listed}"));
     assert_eq!(all.len(), 1, "{listed}");
     all[0].clone()
 }
@@ -20,8 +22,16 @@ pub fn helm_install_upgrade_uninstall(s: &Session) {
     // No --wait: nothing runs pods yet.
     let installed = s.helm_ok(&["install", "rel", chart]);
     assert_eq!(describe_field(&installed, "NAME:"), "rel", "{installed}");
-    assert_eq!(describe_field(&installed, "NAMESPACE:"), s.ns, "{installed}");
-    assert_eq!(describe_field(&installed, "STATUS:"), "deployed", "{installed}");
+    assert_eq!(
+        describe_field(&installed, "NAMESPACE:"),
+        s.ns,
+        "{installed}"
+    );
+    assert_eq!(
+        describe_field(&installed, "STATUS:"),
+        "deployed",
+        "{installed}"
+    );
     assert_eq!(describe_field(&installed, "REVISION:"), "1", "{installed}");
 
     let release = only_release(s);
@@ -35,23 +45,50 @@ pub fn helm_install_upgrade_uninstall(s: &Session) {
         .lines()
         .find(|line| line.starts_with("rel"))
         .unwrap_or_else(|| panic!("no row for rel:\n{table}"));
-    assert!(row.contains("deployed") && row.contains("mychart-0.1.0"), "{table}");
+    assert!(
+        row.contains("deployed") && row.contains("mychart-0.1.0"),
+        "{table}"
+    );
 
     // The chart's objects exist, labelled as Helm's.
     assert_eq!(s.jsonpath("deploy/rel-mychart", "{.spec.replicas}"), "1");
-    assert_eq!(s.jsonpath("deploy/rel-mychart", "{.metadata.labels.app\\.kubernetes\\.io/managed-by}"), "Helm");
-    assert_eq!(s.jsonpath("deploy/rel-mychart", "{.metadata.annotations.meta\\.helm\\.sh/release-name}"), "rel");
-    assert_eq!(s.jsonpath("service/rel-mychart", "{.spec.ports[0].port}"), "80");
-    assert_eq!(s.jsonpath("serviceaccount/rel-mychart", "{.metadata.name}"), "rel-mychart");
+    assert_eq!(
+        s.jsonpath(
+            "deploy/rel-mychart",
+            "{.metadata.labels.app\\.kubernetes\\.io/managed-by}"
+        ),
+        "Helm"
+    );
+    assert_eq!(
+        s.jsonpath(
+            "deploy/rel-mychart",
+            "{.metadata.annotations.meta\\.helm\\.sh/release-name}"
+        ),
+        "rel"
+    );
+    assert_eq!(
+        s.jsonpath("service/rel-mychart", "{.spec.ports[0].port}"),
+        "80"
+    );
+    assert_eq!(
+        s.jsonpath("serviceaccount/rel-mychart", "{.metadata.name}"),
+        "rel-mychart"
+    );
     let secrets = s.kubectl_ok(&["get", "secrets", "-l", "owner=helm", "-o", "name"]);
     assert_eq!(secrets, "secret/sh.helm.release.v1.rel.v1\n");
-    assert_eq!(s.jsonpath("secret/sh.helm.release.v1.rel.v1", "{.type}"), "helm.sh/release.v1");
+    assert_eq!(
+        s.jsonpath("secret/sh.helm.release.v1.rel.v1", "{.type}"),
+        "helm.sh/release.v1"
+    );
 
     let status = s.helm_ok(&["status", "rel"]);
     assert_eq!(describe_field(&status, "STATUS:"), "deployed", "{status}");
 
     let upgraded = s.helm_ok(&["upgrade", "rel", chart, "--set", "replicaCount=2"]);
-    assert!(upgraded.contains(r#"Release "rel" has been upgraded. Happy Helming!"#), "{upgraded}");
+    assert!(
+        upgraded.contains(r#"Release "rel" has been upgraded. Happy Helming!"#),
+        "{upgraded}"
+    );
     assert_eq!(describe_field(&upgraded, "REVISION:"), "2", "{upgraded}");
     let release = only_release(s);
     assert_eq!(scalar_text(&release["revision"]), "2", "{release}");
@@ -63,9 +100,27 @@ pub fn helm_install_upgrade_uninstall(s: &Session) {
         .map(str::to_string)
         .collect();
     secrets.sort();
-    assert_eq!(secrets, ["secret/sh.helm.release.v1.rel.v1", "secret/sh.helm.release.v1.rel.v2"]);
-    assert_eq!(s.jsonpath("secret/sh.helm.release.v1.rel.v1", "{.metadata.labels.status}"), "superseded");
-    assert_eq!(s.jsonpath("secret/sh.helm.release.v1.rel.v2", "{.metadata.labels.status}"), "deployed");
+    assert_eq!(
+        secrets,
+        [
+            "secret/sh.helm.release.v1.rel.v1",
+            "secret/sh.helm.release.v1.rel.v2"
+        ]
+    );
+    assert_eq!(
+        s.jsonpath(
+            "secret/sh.helm.release.v1.rel.v1",
+            "{.metadata.labels.status}"
+        ),
+        "superseded"
+    );
+    assert_eq!(
+        s.jsonpath(
+            "secret/sh.helm.release.v1.rel.v2",
+            "{.metadata.labels.status}"
+        ),
+        "deployed"
+    );
 
     let uninstalled = s.helm_ok(&["uninstall", "rel"]);
     assert_eq!(uninstalled.trim(), r#"release "rel" uninstalled"#);
@@ -78,5 +133,8 @@ pub fn helm_install_upgrade_uninstall(s: &Session) {
         format!("No resources found in {} namespace.", s.ns)
     );
     s.kubectl_fail(&["get", "service", "rel-mychart"]);
-    assert_eq!(s.kubectl_ok(&["get", "secrets", "-l", "owner=helm", "-o", "name"]), "");
+    assert_eq!(
+        s.kubectl_ok(&["get", "secrets", "-l", "owner=helm", "-o", "name"]),
+        ""
+    );
 }

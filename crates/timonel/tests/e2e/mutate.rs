@@ -3,7 +3,10 @@
 use super::harness::{Session, deployment};
 
 pub fn diff_reports_changes_without_persisting(s: &Session) {
-    assert_eq!(s.apply_stdin(&deployment("differ", 2, "nginx:1.27")), "deployment.apps/differ created\n");
+    assert_eq!(
+        s.apply_stdin(&deployment("differ", 2, "nginx:1.27")),
+        "deployment.apps/differ created\n"
+    );
 
     let same = s.kubectl_stdin(&["diff", "-f", "-"], &deployment("differ", 2, "nginx:1.27"));
     assert_eq!(
@@ -35,10 +38,19 @@ pub fn replace_and_optimistic_concurrency(s: &Session) {
     s.create_stdin(&deployment("replaced", 2, "nginx:1.27"));
     let stale = s.get_json(&["deploy", "replaced"]);
 
-    let replaced = s.kubectl_stdin_ok(&["replace", "-f", "-"], &deployment("replaced", 4, "nginx:1.28"));
+    let replaced = s.kubectl_stdin_ok(
+        &["replace", "-f", "-"],
+        &deployment("replaced", 4, "nginx:1.28"),
+    );
     assert_eq!(replaced, "deployment.apps/replaced replaced\n");
     assert_eq!(s.jsonpath("deploy/replaced", "{.spec.replicas}"), "4");
-    assert_eq!(s.jsonpath("deploy/replaced", "{.spec.template.spec.containers[0].image}"), "nginx:1.28");
+    assert_eq!(
+        s.jsonpath(
+            "deploy/replaced",
+            "{.spec.template.spec.containers[0].image}"
+        ),
+        "nginx:1.28"
+    );
     assert_eq!(s.jsonpath("deploy/replaced", "{.metadata.generation}"), "2");
 
     // A PUT carrying the old resourceVersion must lose the race.
@@ -60,40 +72,103 @@ pub fn patch_strategic_merge_and_json(s: &Session) {
     let names = "{.spec.template.spec.containers[*].name}";
 
     // Strategic merge: containers merge by name, so the port survives an image change.
-    let image_patch = r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.28"}]}}}}"#;
-    assert_eq!(s.kubectl_ok(&["patch", "deploy", "patched", "-p", image_patch]), "deployment.apps/patched patched\n");
-    assert_eq!(s.jsonpath("deploy/patched", "{.spec.template.spec.containers[0].image}"), "nginx:1.28");
-    assert_eq!(s.jsonpath("deploy/patched", "{.spec.template.spec.containers[0].ports[0].containerPort}"), "80");
+    let image_patch =
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.28"}]}}}}"#;
+    assert_eq!(
+        s.kubectl_ok(&["patch", "deploy", "patched", "-p", image_patch]),
+        "deployment.apps/patched patched\n"
+    );
+    assert_eq!(
+        s.jsonpath(
+            "deploy/patched",
+            "{.spec.template.spec.containers[0].image}"
+        ),
+        "nginx:1.28"
+    );
+    assert_eq!(
+        s.jsonpath(
+            "deploy/patched",
+            "{.spec.template.spec.containers[0].ports[0].containerPort}"
+        ),
+        "80"
+    );
     // The same patch again changes nothing, and kubectl can tell.
     assert_eq!(
-        s.kubectl_ok(&["patch", "deploy", "patched", "--type=strategic", "-p", image_patch]),
+        s.kubectl_ok(&[
+            "patch",
+            "deploy",
+            "patched",
+            "--type=strategic",
+            "-p",
+            image_patch
+        ]),
         "deployment.apps/patched patched (no change)\n"
     );
     let sidecar = r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#;
-    s.kubectl_ok(&["patch", "deploy", "patched", "--type=strategic", "-p", sidecar]);
+    s.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "patched",
+        "--type=strategic",
+        "-p",
+        sidecar,
+    ]);
     assert_eq!(s.jsonpath("deploy/patched", names), "web sidecar");
 
     // JSON merge patch: a list is replaced as a whole.
-    let merge = r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.29"}]}}}}"#;
+    let merge =
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"nginx:1.29"}]}}}}"#;
     assert_eq!(
         s.kubectl_ok(&["patch", "deploy", "patched", "--type=merge", "-p", merge]),
         "deployment.apps/patched patched\n"
     );
     assert_eq!(s.jsonpath("deploy/patched", names), "web");
-    assert_eq!(s.jsonpath("deploy/patched", "{.spec.template.spec.containers[0].ports}"), "");
-    assert_eq!(s.jsonpath("deploy/patched", "{.spec.template.spec.containers[0].image}"), "nginx:1.29");
+    assert_eq!(
+        s.jsonpath(
+            "deploy/patched",
+            "{.spec.template.spec.containers[0].ports}"
+        ),
+        ""
+    );
+    assert_eq!(
+        s.jsonpath(
+            "deploy/patched",
+            "{.spec.template.spec.containers[0].image}"
+        ),
+        "nginx:1.29"
+    );
     let null_removes = r#"{"metadata":{"labels":{"tier":null}}}"#;
-    s.kubectl_ok(&["patch", "deploy", "patched", "--type=merge", "-p", null_removes]);
-    assert_eq!(s.jsonpath("deploy/patched", "{.metadata.labels}"), r#"{"app":"patched"}"#);
+    s.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "patched",
+        "--type=merge",
+        "-p",
+        null_removes,
+    ]);
+    assert_eq!(
+        s.jsonpath("deploy/patched", "{.metadata.labels}"),
+        r#"{"app":"patched"}"#
+    );
 
     // JSON patch.
     let json_patch = r#"[{"op":"replace","path":"/spec/replicas","value":5},{"op":"add","path":"/metadata/annotations","value":{"via":"json-patch"}}]"#;
     assert_eq!(
-        s.kubectl_ok(&["patch", "deploy", "patched", "--type=json", "-p", json_patch]),
+        s.kubectl_ok(&[
+            "patch",
+            "deploy",
+            "patched",
+            "--type=json",
+            "-p",
+            json_patch
+        ]),
         "deployment.apps/patched patched\n"
     );
     assert_eq!(s.jsonpath("deploy/patched", "{.spec.replicas}"), "5");
-    assert_eq!(s.jsonpath("deploy/patched", "{.metadata.annotations.via}"), "json-patch");
+    assert_eq!(
+        s.jsonpath("deploy/patched", "{.metadata.annotations.via}"),
+        "json-patch"
+    );
     // A failing `test` operation rejects the whole patch.
     let failing = r#"[{"op":"test","path":"/spec/replicas","value":4},{"op":"replace","path":"/spec/replicas","value":9}]"#;
     s.kubectl_fail(&["patch", "deploy", "patched", "--type=json", "-p", failing]);
@@ -104,36 +179,59 @@ pub fn label_annotate_and_scale(s: &Session) {
     s.create_stdin(&deployment("labeled", 2, "nginx:1.27"));
 
     let stderr = s.kubectl_fail(&["label", "deploy", "labeled", "tier=backend"]);
-    assert!(stderr.contains("'tier' already has a value (frontend), and --overwrite is false"), "{stderr}");
+    assert!(
+        stderr.contains("'tier' already has a value (frontend), and --overwrite is false"),
+        "{stderr}"
+    );
     assert_eq!(
         s.kubectl_ok(&["label", "deploy", "labeled", "tier=backend", "--overwrite"]),
         "deployment.apps/labeled labeled\n"
     );
     s.kubectl_ok(&["label", "deploy", "labeled", "extra=yes"]);
     let labels = &s.get_json(&["deploy", "labeled"])["metadata"]["labels"];
-    assert_eq!(*labels, serde_json::json!({"app": "labeled", "tier": "backend", "extra": "yes"}));
+    assert_eq!(
+        *labels,
+        serde_json::json!({"app": "labeled", "tier": "backend", "extra": "yes"})
+    );
     assert_eq!(
         s.kubectl_ok(&["label", "deploy", "labeled", "extra-"]),
         "deployment.apps/labeled unlabeled\n"
     );
-    assert_eq!(s.jsonpath("deploy/labeled", "{.metadata.labels}"), r#"{"app":"labeled","tier":"backend"}"#);
+    assert_eq!(
+        s.jsonpath("deploy/labeled", "{.metadata.labels}"),
+        r#"{"app":"labeled","tier":"backend"}"#
+    );
 
     assert_eq!(
         s.kubectl_ok(&["annotate", "deploy", "labeled", "note=hello world"]),
         "deployment.apps/labeled annotated\n"
     );
-    assert_eq!(s.jsonpath("deploy/labeled", "{.metadata.annotations.note}"), "hello world");
+    assert_eq!(
+        s.jsonpath("deploy/labeled", "{.metadata.annotations.note}"),
+        "hello world"
+    );
 
     assert_eq!(
         s.kubectl_ok(&["scale", "deploy/labeled", "--replicas=3"]),
         "deployment.apps/labeled scaled\n"
     );
     assert_eq!(s.jsonpath("deploy/labeled", "{.spec.replicas}"), "3");
-    let stderr = s.kubectl_fail(&["scale", "deploy/labeled", "--current-replicas=2", "--replicas=4"]);
-    assert!(stderr.contains("Expected replicas to be 2, was 3"), "{stderr}");
+    let stderr = s.kubectl_fail(&[
+        "scale",
+        "deploy/labeled",
+        "--current-replicas=2",
+        "--replicas=4",
+    ]);
+    assert!(
+        stderr.contains("Expected replicas to be 2, was 3"),
+        "{stderr}"
+    );
     assert_eq!(s.jsonpath("deploy/labeled", "{.spec.replicas}"), "3");
 
-    let scale_path = format!("/apis/apps/v1/namespaces/{}/deployments/labeled/scale", s.ns);
+    let scale_path = format!(
+        "/apis/apps/v1/namespaces/{}/deployments/labeled/scale",
+        s.ns
+    );
     let scale: serde_json::Value =
         serde_json::from_str(&s.kubectl_ok(&["get", "--raw", &scale_path])).expect("Scale JSON");
     assert_eq!(scale["kind"], "Scale", "{scale}");

@@ -1,0 +1,3 @@
+//! Object validation with upstream's field paths and messages (`pkg/apis/*/validation`).
+
+pub mod names;
