@@ -302,13 +302,16 @@ impl Store for EtcdStore {
             .await
             .map_err(backend)?;
         let (sender, responses) = stream.split();
-        let state = WatchState {
+        let mut state = WatchState {
             _sender: sender,
             responses,
             pending: std::collections::VecDeque::new(),
             finished: false,
             requested: from,
         };
+        // Until etcd confirms the watcher, writes are not guaranteed to reach it; "from now"
+        // must mean after `watch` returned.
+        state.wait_until_created().await?;
         Ok(futures::stream::unfold(state, |mut state| async move {
             let item = state.next_item().await?;
             Some((item, state))
@@ -359,6 +362,41 @@ struct WatchState {
 }
 
 impl WatchState {
+    async fn wait_until_created(&mut self) -> Result<()> {
+        loop {
+            let response = self
+                .responses
+                .message()
+                .await
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::Backend("etcd closed the watch".into()))?;
+            self.check_response(&response)?;
+            if response.created() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fails on a canceled or compacted watch; queues the response's events.
+    fn check_response(&mut self, response: &etcd_client::WatchResponse) -> Result<()> {
+        if response.compact_revision() > 0 {
+            return Err(StoreError::Compacted {
+                requested: self.requested,
+                compacted: response.compact_revision(),
+            });
+        }
+        if response.canceled() {
+            return Err(StoreError::Backend(format!(
+                "etcd canceled the watch: {}",
+                response.cancel_reason()
+            )));
+        }
+        for event in response.events() {
+            self.pending.push_back(to_event(event)?);
+        }
+        Ok(())
+    }
+
     async fn next_item(&mut self) -> Option<Result<Event>> {
         loop {
             if self.finished {
@@ -378,28 +416,9 @@ impl WatchState {
                     return Some(Err(backend(err)));
                 }
             };
-            if response.compact_revision() > 0 {
+            if let Err(err) = self.check_response(&response) {
                 self.finished = true;
-                return Some(Err(StoreError::Compacted {
-                    requested: self.requested,
-                    compacted: response.compact_revision(),
-                }));
-            }
-            if response.canceled() {
-                self.finished = true;
-                return Some(Err(StoreError::Backend(format!(
-                    "etcd canceled the watch: {}",
-                    response.cancel_reason()
-                ))));
-            }
-            for event in response.events() {
-                match to_event(event) {
-                    Ok(event) => self.pending.push_back(event),
-                    Err(err) => {
-                        self.finished = true;
-                        return Some(Err(err));
-                    }
-                }
+                return Some(Err(err));
             }
         }
     }

@@ -1,5 +1,9 @@
 //! A revisioned key-value store with etcd's data model.
 //!
+//! Backends: [`SqliteStore`] (embedded default), [`EtcdStore`] (HA) and [`MemoryStore`]
+//! (tests). [`conformance`] holds the checks all of them pass; [`testing::EtcdServer`]
+//! runs a throwaway etcd for tests; [`spawn_compactor`] keeps history bounded.
+//!
 //! Invariants every backend upholds (the conformance suite in `tests/` checks them):
 //! - one global revision, bumped by exactly one on every successful write;
 //! - a write is acknowledged only once it is durable;

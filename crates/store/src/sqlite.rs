@@ -56,7 +56,7 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             read_connections: 3,
-            watch_buffer: 1024,
+            watch_buffer: 256,
         }
     }
 }
@@ -104,6 +104,11 @@ fn backend(err: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(err.to_string())
 }
 
+/// SQLite messages may quote multi-line SQL; error messages here stay on one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Turns an error from opening or initialising the database into a one-line message.
 fn open_error(path: &Path, err: rusqlite::Error) -> StoreError {
     let corrupt = matches!(
@@ -112,11 +117,16 @@ fn open_error(path: &Path, err: rusqlite::Error) -> StoreError {
     );
     if corrupt {
         StoreError::Backend(format!(
-            "database {} is corrupt or not a SQLite file: {err}",
-            path.display()
+            "database {} is corrupt or not a SQLite file: {}",
+            path.display(),
+            one_line(&err.to_string())
         ))
     } else {
-        StoreError::Backend(format!("cannot open database {}: {err}", path.display()))
+        StoreError::Backend(format!(
+            "cannot open database {}: {}",
+            path.display(),
+            one_line(&err.to_string())
+        ))
     }
 }
 
@@ -154,9 +164,19 @@ impl SqliteStore {
                  PRAGMA synchronous = FULL;",
             )
             .map_err(|e| open_error(path, e))?;
+        // A SQLite file from something else would otherwise fail on every later query.
+        let foreign = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => open_error(path, e),
+            _ => StoreError::Backend(format!(
+                "database {} is not a timonel store (unexpected schema): {}",
+                path.display(),
+                one_line(&e.to_string())
+            )),
+        };
+        writer_conn.execute_batch(SCHEMA).map_err(foreign)?;
         writer_conn
-            .execute_batch(SCHEMA)
-            .map_err(|e| open_error(path, e))?;
+            .prepare("SELECT revision, key, value, create_revision, prev_revision, deleted FROM kv")
+            .map_err(foreign)?;
         let (current, compacted) = read_revisions(&writer_conn).map_err(|e| open_error(path, e))?;
 
         let mut readers = Vec::new();

@@ -144,6 +144,18 @@ fn sqlite_corrupt_file_gives_clear_error() {
 }
 
 #[test]
+fn sqlite_foreign_database_gives_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("CREATE TABLE kv (name TEXT, data BLOB);")
+        .unwrap();
+    drop(other);
+    assert_clear_open_error(&path, "is not a timonel store");
+}
+
+#[test]
 fn sqlite_unopenable_path_gives_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     assert_clear_open_error(
