@@ -176,7 +176,9 @@ fn copy_labels_if_empty(root: &mut Obj, labels: Obj) {
             .get("labels")
             .and_then(Value::as_object)
             .is_none_or(Map::is_empty)
-            && !meta.get("labels").is_some_and(|l| !l.is_object() && !l.is_null());
+            && !meta
+                .get("labels")
+                .is_some_and(|l| !l.is_object() && !l.is_null());
         if empty {
             meta.insert("labels".into(), Value::Object(labels));
         }
@@ -300,7 +302,9 @@ fn default_container(container: &mut Obj) {
         }
     }
     for env in array_items(container, "env") {
-        if let Some(field_ref) = existing_obj(env, "valueFrom").and_then(|v| existing_obj(v, "fieldRef")) {
+        if let Some(field_ref) =
+            existing_obj(env, "valueFrom").and_then(|v| existing_obj(v, "fieldRef"))
+        {
             set_if_empty(field_ref, "apiVersion", "v1");
         }
     }
@@ -387,7 +391,11 @@ fn default_replication_controller(root: &mut Obj) {
             .get("selector")
             .and_then(Value::as_object)
             .is_none_or(Map::is_empty);
-        if selector_empty && !spec.get("selector").is_some_and(|s| !s.is_object() && !s.is_null()) {
+        if selector_empty
+            && !spec
+                .get("selector")
+                .is_some_and(|s| !s.is_object() && !s.is_null())
+        {
             spec.insert("selector".into(), Value::Object(labels.clone()));
         }
     }
@@ -503,7 +511,8 @@ fn default_cron_job(root: &mut Obj) {
     set_if_missing(spec, "suspend", json!(false));
     set_if_missing(spec, "successfulJobsHistoryLimit", json!(3));
     set_if_missing(spec, "failedJobsHistoryLimit", json!(1));
-    if let Some(job_spec) = existing_obj(spec, "jobTemplate").and_then(|t| existing_obj(t, "spec")) {
+    if let Some(job_spec) = existing_obj(spec, "jobTemplate").and_then(|t| existing_obj(t, "spec"))
+    {
         default_template_in(job_spec);
     }
 }
@@ -600,20 +609,34 @@ fn default_limit_range(root: &mut Obj) {
             continue;
         }
         // Default limits come from max, default requests from the default limits.
-        let max = limit.get("max").and_then(Value::as_object).cloned().unwrap_or_default();
+        let max = limit
+            .get("max")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         if let Some(default) = ensure_obj(limit, "default") {
             for (name, quantity) in &max {
                 default.entry(name.clone()).or_insert(quantity.clone());
             }
         }
-        let default = limit.get("default").and_then(Value::as_object).cloned().unwrap_or_default();
+        let default = limit
+            .get("default")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
         if let Some(default_request) = ensure_obj(limit, "defaultRequest") {
             for (name, quantity) in &default {
-                default_request.entry(name.clone()).or_insert(quantity.clone());
+                default_request
+                    .entry(name.clone())
+                    .or_insert(quantity.clone());
             }
         }
         for key in ["default", "defaultRequest"] {
-            if limit.get(key).and_then(Value::as_object).is_some_and(Map::is_empty) {
+            if limit
+                .get(key)
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty)
+            {
                 limit.remove(key);
             }
         }
@@ -634,7 +657,11 @@ fn default_hpa(version: &str, root: &mut Obj) {
         .get("metrics")
         .and_then(Value::as_array)
         .is_none_or(Vec::is_empty);
-    if metrics_empty && !spec.get("metrics").is_some_and(|m| !m.is_array() && !m.is_null()) {
+    if metrics_empty
+        && !spec
+            .get("metrics")
+            .is_some_and(|m| !m.is_array() && !m.is_null())
+    {
         spec.insert(
             "metrics".into(),
             json!([{"type": "Resource", "resource": {"name": "cpu",
@@ -678,7 +705,11 @@ fn default_network_policy(root: &mut Obj) {
         .get("policyTypes")
         .and_then(Value::as_array)
         .is_none_or(Vec::is_empty);
-    if types_empty && !spec.get("policyTypes").is_some_and(|t| !t.is_array() && !t.is_null()) {
+    if types_empty
+        && !spec
+            .get("policyTypes")
+            .is_some_and(|t| !t.is_array() && !t.is_null())
+    {
         let has_egress = spec
             .get("egress")
             .and_then(Value::as_array)
@@ -696,7 +727,11 @@ fn default_crd(root: &mut Obj) {
         return;
     };
     if let Some(names) = existing_obj(spec, "names") {
-        let kind = names.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let kind = names
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if !kind.is_empty() {
             set_if_empty(names, "singular", &kind.to_lowercase());
             set_if_empty(names, "listKind", &format!("{kind}List"));
@@ -765,8 +800,15 @@ mod tests {
             ("localhost:5000/nginx:1", "IfNotPresent"),
             ("nginx@sha256:abc", "IfNotPresent"),
         ] {
-            let pod = defaulted("", "Pod", json!({"spec": {"containers": [{"name": "c", "image": image}]}}));
-            assert_eq!(pod["spec"]["containers"][0]["imagePullPolicy"], policy, "{image}");
+            let pod = defaulted(
+                "",
+                "Pod",
+                json!({"spec": {"containers": [{"name": "c", "image": image}]}}),
+            );
+            assert_eq!(
+                pod["spec"]["containers"][0]["imagePullPolicy"], policy,
+                "{image}"
+            );
         }
         let pod = defaulted(
             "",
@@ -798,7 +840,10 @@ mod tests {
         assert_eq!(spec["volumes"][0]["emptyDir"], json!({}));
         assert_eq!(spec["volumes"][1]["secret"]["defaultMode"], 420);
         assert_eq!(spec["volumes"][2]["configMap"]["defaultMode"], 256);
-        assert_eq!(spec["tolerations"], json!([{"key": "k", "operator": "Exists"}]));
+        assert_eq!(
+            spec["tolerations"],
+            json!([{"key": "k", "operator": "Exists"}])
+        );
     }
 
     #[test]
@@ -808,14 +853,24 @@ mod tests {
             ds["spec"]["updateStrategy"],
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
         );
-        let sts = defaulted("apps", "StatefulSet", json!({"spec": {"volumeClaimTemplates": [{"spec": {}}]}}));
+        let sts = defaulted(
+            "apps",
+            "StatefulSet",
+            json!({"spec": {"volumeClaimTemplates": [{"spec": {}}]}}),
+        );
         assert_eq!(sts["spec"]["podManagementPolicy"], "OrderedReady");
-        assert_eq!(sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
+        assert_eq!(
+            sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
+            0
+        );
         assert_eq!(
             sts["spec"]["persistentVolumeClaimRetentionPolicy"],
             json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
         );
-        assert_eq!(sts["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(
+            sts["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"],
+            "Filesystem"
+        );
         let job = defaulted(
             "batch",
             "Job",
@@ -831,11 +886,18 @@ mod tests {
         assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
         let parallel = defaulted("batch", "Job", json!({"spec": {"parallelism": 3}}));
         assert!(parallel["spec"].get("completions").is_none());
-        let cj = defaulted("batch", "CronJob", json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}}}));
+        let cj = defaulted(
+            "batch",
+            "CronJob",
+            json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}}}),
+        );
         assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
         assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
         assert_eq!(cj["spec"]["failedJobsHistoryLimit"], 1);
-        assert_eq!(cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+        assert_eq!(
+            cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["dnsPolicy"],
+            "ClusterFirst"
+        );
     }
 
     #[test]
@@ -846,30 +908,55 @@ mod tests {
             job["spec"]["selector"],
             json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
         );
-        assert_eq!(job["spec"]["template"]["metadata"]["labels"]["job-name"], "pi");
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["labels"]["job-name"],
+            "pi"
+        );
         assert_eq!(job["metadata"]["labels"]["controller-uid"], "u-1");
-        let mut manual = json!({"spec": {"manualSelector": true, "selector": {"matchLabels": {"x": "y"}}}});
+        let mut manual =
+            json!({"spec": {"manualSelector": true, "selector": {"matchLabels": {"x": "y"}}}});
         job_selector_defaults(&mut manual, "u");
-        assert_eq!(manual["spec"]["selector"], json!({"matchLabels": {"x": "y"}}));
+        assert_eq!(
+            manual["spec"]["selector"],
+            json!({"matchLabels": {"x": "y"}})
+        );
     }
 
     #[test]
     fn service_namespace_and_misc() {
-        let svc = defaulted("", "Service", json!({"spec": {"ports": [{"port": 80}, {"port": 443, "targetPort": "https"}]}}));
+        let svc = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"ports": [{"port": 80}, {"port": 443, "targetPort": "https"}]}}),
+        );
         assert_eq!(svc["spec"]["type"], "ClusterIP");
         assert_eq!(svc["spec"]["sessionAffinity"], "None");
-        assert_eq!(svc["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+        assert_eq!(
+            svc["spec"]["ports"][0],
+            json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+        );
         assert_eq!(svc["spec"]["ports"][1]["targetPort"], "https");
         assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv4"]));
         assert_eq!(svc["spec"]["internalTrafficPolicy"], "Cluster");
-        let ext = defaulted("", "Service", json!({"spec": {"type": "ExternalName", "externalName": "a.b"}}));
+        let ext = defaulted(
+            "",
+            "Service",
+            json!({"spec": {"type": "ExternalName", "externalName": "a.b"}}),
+        );
         assert!(ext["spec"].get("ipFamilies").is_none());
         let ns = defaulted("", "Namespace", json!({"metadata": {"name": "dev"}}));
-        assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "dev");
+        assert_eq!(
+            ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "dev"
+        );
         assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(ns["status"]["phase"], "Active");
         assert_eq!(defaulted("", "Secret", json!({}))["type"], "Opaque");
-        let sc = defaulted("storage.k8s.io", "StorageClass", json!({"provisioner": "x"}));
+        let sc = defaulted(
+            "storage.k8s.io",
+            "StorageClass",
+            json!({"provisioner": "x"}),
+        );
         assert_eq!(sc["reclaimPolicy"], "Delete");
         assert_eq!(sc["volumeBindingMode"], "Immediate");
         let rb = defaulted(
@@ -879,13 +966,23 @@ mod tests {
         );
         assert_eq!(rb["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io");
         assert!(rb["subjects"][1].get("apiGroup").is_none());
-        let np = defaulted("networking.k8s.io", "NetworkPolicy", json!({"spec": {"egress": [{}]}}));
+        let np = defaulted(
+            "networking.k8s.io",
+            "NetworkPolicy",
+            json!({"spec": {"egress": [{}]}}),
+        );
         assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
         let mut hpa = json!({"spec": {"behavior": {}}});
         apply_defaults("autoscaling", "v2", "HorizontalPodAutoscaler", &mut hpa);
         assert_eq!(hpa["spec"]["minReplicas"], 1);
-        assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 300);
-        assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+        assert_eq!(
+            hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+            300
+        );
+        assert_eq!(
+            hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+            80
+        );
     }
 
     #[test]

@@ -122,13 +122,16 @@ impl Requirement {
                 let Some(label) = value.and_then(|v| v.parse::<i64>().ok()) else {
                     return false;
                 };
-                self.values.iter().filter_map(|v| v.parse::<i64>().ok()).any(|bound| {
-                    if self.operator == Operator::GreaterThan {
-                        label > bound
-                    } else {
-                        label < bound
-                    }
-                })
+                self.values
+                    .iter()
+                    .filter_map(|v| v.parse::<i64>().ok())
+                    .any(|bound| {
+                        if self.operator == Operator::GreaterThan {
+                            label > bound
+                        } else {
+                            label < bound
+                        }
+                    })
             }
         }
     }
@@ -268,7 +271,11 @@ impl Parser {
     }
 
     fn consume_raw(&mut self) -> Token {
-        let token = self.tokens.get(self.position).cloned().unwrap_or(Token::End);
+        let token = self
+            .tokens
+            .get(self.position)
+            .cloned()
+            .unwrap_or(Token::End);
         self.position += 1;
         token
     }
@@ -759,7 +766,10 @@ fn kind_fields(group: &str, kind: &str) -> &'static [(&'static str, FieldSource)
             ("involvedObject.namespace", Str("/involvedObject/namespace")),
             ("involvedObject.name", Str("/involvedObject/name")),
             ("involvedObject.uid", Str("/involvedObject/uid")),
-            ("involvedObject.apiVersion", Str("/involvedObject/apiVersion")),
+            (
+                "involvedObject.apiVersion",
+                Str("/involvedObject/apiVersion"),
+            ),
             (
                 "involvedObject.resourceVersion",
                 Str("/involvedObject/resourceVersion"),
@@ -776,7 +786,10 @@ fn kind_fields(group: &str, kind: &str) -> &'static [(&'static str, FieldSource)
             ("regarding.name", Str("/regarding/name")),
             ("regarding.uid", Str("/regarding/uid")),
             ("regarding.apiVersion", Str("/regarding/apiVersion")),
-            ("regarding.resourceVersion", Str("/regarding/resourceVersion")),
+            (
+                "regarding.resourceVersion",
+                Str("/regarding/resourceVersion"),
+            ),
             ("regarding.fieldPath", Str("/regarding/fieldPath")),
             ("reason", Str("/reason")),
             ("reportingController", Str("/reportingController")),
@@ -804,7 +817,9 @@ fn kind_fields(group: &str, kind: &str) -> &'static [(&'static str, FieldSource)
 pub fn supported_field(group: &str, kind: &str, field: &str) -> bool {
     field == "metadata.name"
         || field == "metadata.namespace"
-        || kind_fields(group, kind).iter().any(|(name, _)| *name == field)
+        || kind_fields(group, kind)
+            .iter()
+            .any(|(name, _)| *name == field)
 }
 
 /// The string value upstream indexes for `field` (absent fields read as their zero value),
@@ -850,10 +865,14 @@ mod tests {
 
     #[test]
     fn parses_all_operators() {
-        let s = LabelSelector::parse(" app = web ,tier==front, env!=prod,x in (a, b),y notin (c),z,!w")
-            .unwrap();
+        let s =
+            LabelSelector::parse(" app = web ,tier==front, env!=prod,x in (a, b),y notin (c),z,!w")
+                .unwrap();
         assert_eq!(s.requirements.len(), 7);
-        assert_eq!(s.to_string(), "app=web,env!=prod,tier==front,!w,x in (a,b),y notin (c),z");
+        assert_eq!(
+            s.to_string(),
+            "app=web,env!=prod,tier==front,!w,x in (a,b),y notin (c),z"
+        );
         let ok = labels(json!({"app":"web","tier":"front","env":"dev","x":"b","z":""}));
         assert!(s.matches(&ok));
         let mut bad = ok.clone();
@@ -899,15 +918,24 @@ mod tests {
     #[test]
     fn parse_errors_use_upstream_messages() {
         let err = |s: &str| LabelSelector::parse(s).unwrap_err().to_string();
-        assert_eq!(err("a b"), "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt");
+        assert_eq!(
+            err("a b"),
+            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
+        );
         assert_eq!(err("!a=b"), "found '=', expected: ',' or 'end of string'");
         assert_eq!(
             err("a in b"),
             "unable to parse requirement: found 'b' expected: '('"
         );
         assert_eq!(err("a,"), "found '', expected: identifier after ','");
-        assert_eq!(err("=a"), "found '=', expected: !, identifier, or 'end of string'");
-        assert_eq!(err("a in (b"), "unable to parse requirement: found '', expected: ',' or ')'");
+        assert_eq!(
+            err("=a"),
+            "found '=', expected: !, identifier, or 'end of string'"
+        );
+        assert_eq!(
+            err("a in (b"),
+            "unable to parse requirement: found '', expected: ',' or ')'"
+        );
         assert!(err("a=b c").starts_with("found 'c'"));
         let key_err = err("-bad=1");
         assert!(
@@ -936,7 +964,9 @@ mod tests {
         assert!(s.matches(&labels(json!({"app":"web","tier":"b","here":"1"}))));
         assert!(!s.matches(&labels(json!({"app":"web","tier":"c","here":"1"}))));
         assert!(!s.matches(&labels(json!({"app":"web","tier":"b"}))));
-        assert!(!s.matches(&labels(json!({"app":"web","tier":"b","here":"","env":"prod"}))));
+        assert!(!s.matches(&labels(
+            json!({"app":"web","tier":"b","here":"","env":"prod"})
+        )));
         let nothing = LabelSelector::from_label_selector_json(&Value::Null).unwrap();
         assert!(!nothing.matches(&Map::new()));
         let everything = LabelSelector::from_label_selector_json(&json!({})).unwrap();
@@ -945,7 +975,10 @@ mod tests {
             "matchExpressions": [{"key": "a", "operator": "Foo"}]
         }))
         .unwrap_err();
-        assert_eq!(err.to_string(), "\"Foo\" is not a valid label selector operator");
+        assert_eq!(
+            err.to_string(),
+            "\"Foo\" is not a valid label selector operator"
+        );
         let err = LabelSelector::from_label_selector_json(&json!({
             "matchExpressions": [{"key": "a", "operator": "In", "values": []}]
         }))
@@ -973,7 +1006,10 @@ mod tests {
             "invalid field selector: unescaped character in value: 61"
         );
         assert!(FieldSelector::parse("").unwrap().is_empty());
-        assert_eq!(FieldSelector::parse("a==b").unwrap().requirements[0].value, "b");
+        assert_eq!(
+            FieldSelector::parse("a==b").unwrap().requirements[0].value,
+            "b"
+        );
     }
 
     #[test]
@@ -987,7 +1023,10 @@ mod tests {
         let m = |s: &str| FieldSelector::parse(s).unwrap().matches(&pod);
         assert_eq!(m("spec.nodeName=n1"), Ok(true));
         assert_eq!(m("spec.nodeName=n2"), Ok(false));
-        assert_eq!(m("status.phase!=Pending,metadata.namespace=default"), Ok(true));
+        assert_eq!(
+            m("status.phase!=Pending,metadata.namespace=default"),
+            Ok(true)
+        );
         assert_eq!(m("spec.hostNetwork=true"), Ok(true));
         assert_eq!(m("status.podIP="), Ok(true));
         assert_eq!(
@@ -995,9 +1034,19 @@ mod tests {
             "field label not supported: spec.foo"
         );
         let rs = json!({"apiVersion":"apps/v1","kind":"ReplicaSet","metadata":{"name":"r"},"status":{"replicas":3}});
-        assert_eq!(FieldSelector::parse("status.replicas=3").unwrap().matches(&rs), Ok(true));
+        assert_eq!(
+            FieldSelector::parse("status.replicas=3")
+                .unwrap()
+                .matches(&rs),
+            Ok(true)
+        );
         let node = json!({"apiVersion":"v1","kind":"Node","metadata":{"name":"n"}});
-        assert_eq!(FieldSelector::parse("spec.unschedulable=false").unwrap().matches(&node), Ok(true));
+        assert_eq!(
+            FieldSelector::parse("spec.unschedulable=false")
+                .unwrap()
+                .matches(&node),
+            Ok(true)
+        );
         assert!(supported_field("", "Event", "involvedObject.uid"));
         assert!(supported_field("", "Secret", "type"));
         assert!(supported_field("", "ConfigMap", "metadata.name"));
@@ -1006,7 +1055,9 @@ mod tests {
         let sel = FieldSelector::parse("spec.nodeName=x").unwrap();
         assert_eq!(
             sel.check_supported("", "ConfigMap"),
-            Err(SelectorError::FieldLabelNotSupported("spec.nodeName".into()))
+            Err(SelectorError::FieldLabelNotSupported(
+                "spec.nodeName".into()
+            ))
         );
         assert_eq!(sel.check_supported("", "Pod"), Ok(()));
     }

@@ -6,6 +6,7 @@
 mod apps;
 mod core;
 mod cron;
+mod extra;
 pub mod names;
 mod pod;
 pub mod quantity;
@@ -214,13 +215,16 @@ impl NameRule {
 pub fn known_namespaced(group: &str, kind: &str) -> Option<bool> {
     let cluster_scoped = matches!(
         (group, kind),
-        ("", "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus")
-            | ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding")
-            | (
-                "storage.k8s.io",
-                "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment"
-            )
-            | ("scheduling.k8s.io", "PriorityClass")
+        (
+            "",
+            "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus"
+        ) | (
+            "rbac.authorization.k8s.io",
+            "ClusterRole" | "ClusterRoleBinding"
+        ) | (
+            "storage.k8s.io",
+            "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment"
+        ) | ("scheduling.k8s.io", "PriorityClass")
             | ("apiextensions.k8s.io", "CustomResourceDefinition")
             | ("apiregistration.k8s.io", "APIService")
             | ("networking.k8s.io", "IngressClass")
@@ -288,7 +292,11 @@ pub fn validate_with_scope(
 ) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let Some(root) = obj.as_object() else {
-        errs.push(FieldError::type_invalid("", obj.clone(), "must be an object"));
+        errs.push(FieldError::type_invalid(
+            "",
+            obj.clone(),
+            "must be an object",
+        ));
         return errs;
     };
     let rule = NameRule::for_kind(group, kind);
@@ -296,7 +304,11 @@ pub fn validate_with_scope(
     if let Some(old) = old {
         errs.extend(validate_object_meta_update(obj, old));
     }
-    let ctx = Ctx { root, old };
+    let ctx = Ctx {
+        root,
+        value: obj,
+        old,
+    };
     match (group, kind) {
         ("", "Pod") => pod::validate_pod(&ctx, &mut errs),
         ("", "PodTemplate") => pod::validate_pod_template_object(&ctx, &mut errs),
@@ -315,10 +327,15 @@ pub fn validate_with_scope(
         ("", "Event") => core::validate_event(&ctx, &mut errs),
         ("", "PersistentVolumeClaim") => core::validate_pvc(&ctx, &mut errs),
         ("coordination.k8s.io", "Lease") => core::validate_lease(&ctx, &mut errs),
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
-            core::validate_crd(&ctx, &mut errs)
-        }
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => core::validate_crd(&ctx, &mut errs),
         ("rbac.authorization.k8s.io", _) => core::validate_rbac(kind, &ctx, &mut errs),
+        ("autoscaling", "HorizontalPodAutoscaler") => extra::validate_hpa(&ctx, &mut errs),
+        ("policy", "PodDisruptionBudget") => extra::validate_pdb(&ctx, &mut errs),
+        ("networking.k8s.io", "Ingress") => extra::validate_ingress(&ctx, &mut errs),
+        ("networking.k8s.io", "NetworkPolicy") => extra::validate_network_policy(&ctx, &mut errs),
+        ("scheduling.k8s.io", "PriorityClass") => extra::validate_priority_class(&ctx, &mut errs),
+        ("storage.k8s.io", "StorageClass") => extra::validate_storage_class(&ctx, &mut errs),
+        ("", "PersistentVolume") => extra::validate_pv(&ctx, &mut errs),
         _ => {}
     }
     errs
@@ -337,7 +354,11 @@ fn meta_errors(obj: &Value, namespaced: Option<bool>, name_rule: NameRule) -> Ve
         None | Some(Value::Null) => &empty,
         Some(Value::Object(meta)) => meta,
         Some(other) => {
-            errs.push(FieldError::type_invalid("metadata", other.clone(), "must be an object"));
+            errs.push(FieldError::type_invalid(
+                "metadata",
+                other.clone(),
+                "must be an object",
+            ));
             return errs;
         }
     };
@@ -346,7 +367,11 @@ fn meta_errors(obj: &Value, namespaced: Option<bool>, name_rule: NameRule) -> Ve
         str_field(meta, "generateName", "metadata.generateName", &mut errs).unwrap_or("");
     if !generate_name.is_empty() {
         for msg in name_rule.check(generate_name, true) {
-            errs.push(FieldError::invalid("metadata.generateName", generate_name, &msg));
+            errs.push(FieldError::invalid(
+                "metadata.generateName",
+                generate_name,
+                &msg,
+            ));
         }
     }
     if name.is_empty() {
@@ -400,7 +425,12 @@ fn meta_errors(obj: &Value, namespaced: Option<bool>, name_rule: NameRule) -> Ve
             errs.push(FieldError::invalid("metadata.finalizers", text, &msg));
         }
     }
-    for owner in array_field(meta, "ownerReferences", "metadata.ownerReferences", &mut errs) {
+    for owner in array_field(
+        meta,
+        "ownerReferences",
+        "metadata.ownerReferences",
+        &mut errs,
+    ) {
         for (key, what) in [
             ("apiVersion", "version"),
             ("kind", "kind"),
@@ -475,7 +505,9 @@ pub fn validate_object_meta_update(obj: &Value, old: &Value) -> Vec<FieldError> 
     for key in ["name", "namespace", "uid", "creationTimestamp"] {
         let new_value = obj.get("metadata").and_then(|m| m.get(key));
         let old_value = old.get("metadata").and_then(|m| m.get(key));
-        let set = |v: Option<&Value>| v.filter(|v| !v.is_null() && v.as_str() != Some(""));
+        fn set(v: Option<&Value>) -> Option<&Value> {
+            v.filter(|v| !v.is_null() && v.as_str() != Some(""))
+        }
         // Unset on the new object means "keep": the server fills these from the stored object.
         if key != "name" && key != "namespace" && set(new_value).is_none() {
             continue;
@@ -495,6 +527,7 @@ pub fn validate_object_meta_update(obj: &Value, old: &Value) -> Vec<FieldError> 
 /// The object being validated and the old version on update.
 pub(crate) struct Ctx<'a> {
     pub root: &'a Map<String, Value>,
+    pub value: &'a Value,
     pub old: Option<&'a Value>,
 }
 
@@ -508,7 +541,11 @@ pub(crate) fn str_field<'a>(
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            errs.push(FieldError::type_invalid(path, other.clone(), "must be a string"));
+            errs.push(FieldError::type_invalid(
+                path,
+                other.clone(),
+                "must be a string",
+            ));
             None
         }
     }
@@ -524,7 +561,11 @@ pub(crate) fn int_field(
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
         Some(other) => {
-            errs.push(FieldError::type_invalid(path, other.clone(), "must be an integer"));
+            errs.push(FieldError::type_invalid(
+                path,
+                other.clone(),
+                "must be an integer",
+            ));
             None
         }
     }
@@ -540,7 +581,11 @@ pub(crate) fn bool_field(
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(other) => {
-            errs.push(FieldError::type_invalid(path, other.clone(), "must be a boolean"));
+            errs.push(FieldError::type_invalid(
+                path,
+                other.clone(),
+                "must be a boolean",
+            ));
             None
         }
     }
@@ -556,7 +601,11 @@ pub(crate) fn map_field<'a>(
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m),
         Some(other) => {
-            errs.push(FieldError::type_invalid(path, other.clone(), "must be an object"));
+            errs.push(FieldError::type_invalid(
+                path,
+                other.clone(),
+                "must be an object",
+            ));
             None
         }
     }
@@ -573,7 +622,11 @@ pub(crate) fn array_field<'a>(
         None | Some(Value::Null) => &[],
         Some(Value::Array(items)) => items,
         Some(other) => {
-            errs.push(FieldError::type_invalid(path, other.clone(), "must be an array"));
+            errs.push(FieldError::type_invalid(
+                path,
+                other.clone(),
+                "must be an array",
+            ));
             &[]
         }
     }
@@ -591,7 +644,11 @@ pub(crate) fn object_items<'a>(
         let item_path = format!("{path}[{i}]");
         match item.as_object() {
             Some(obj) => out.push((item_path, obj)),
-            None => errs.push(FieldError::type_invalid(&item_path, item.clone(), "must be an object")),
+            None => errs.push(FieldError::type_invalid(
+                &item_path,
+                item.clone(),
+                "must be an object",
+            )),
         }
     }
     out
@@ -606,7 +663,11 @@ pub(crate) fn non_negative(
     if let Some(value) = int_field(map, key, path, errs)
         && value < 0
     {
-        errs.push(FieldError::invalid(path, value, "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            path,
+            value,
+            "must be greater than or equal to 0",
+        ));
     }
 }
 

@@ -16,7 +16,8 @@ const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', 
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const CONFIG_MAP_KEY_FMT: &str = "[-._a-zA-Z0-9]+";
-const CONFIG_MAP_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
+const CONFIG_MAP_KEY_MSG: &str =
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'";
 const ENV_VAR_NAME_FMT: &str = "[-._a-zA-Z][-._a-zA-Z0-9]*";
 const ENV_VAR_NAME_MSG: &str = "a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and must not start with a digit";
 
@@ -243,8 +244,13 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
     if port.is_empty() || port.len() > 15 {
         errs.push("must be no more than 15 characters".to_string());
     }
-    if !port.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+    if !port
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if !port.chars().any(|c| c.is_ascii_lowercase()) {
         errs.push("must contain at least one letter (a-z)".to_string());
@@ -278,12 +284,21 @@ mod tests {
     fn qualified_names() {
         assert!(is_qualified_name("example.com/My_Name").is_empty());
         assert!(is_qualified_name("app").is_empty());
-        assert_eq!(is_qualified_name("/x"), vec!["prefix part must be non-empty"]);
+        assert_eq!(
+            is_qualified_name("/x"),
+            vec!["prefix part must be non-empty"]
+        );
         let errs = is_qualified_name("a/b/c");
-        assert!(errs[0].starts_with("a qualified name must consist of"), "{errs:?}");
+        assert!(
+            errs[0].starts_with("a qualified name must consist of"),
+            "{errs:?}"
+        );
         assert!(errs[0].contains("(e.g. 'MyName',  or 'my.name',  or '123-abc', regex"));
         assert_eq!(is_qualified_name("-x").len(), 1);
-        assert_eq!(is_qualified_name(&"x".repeat(64)), vec!["name part must be no more than 63 characters"]);
+        assert_eq!(
+            is_qualified_name(&"x".repeat(64)),
+            vec!["name part must be no more than 63 characters"]
+        );
     }
 
     #[test]
