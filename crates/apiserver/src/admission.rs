@@ -150,7 +150,7 @@ pub fn validate_extra(
         if taken {
             errors.push(FieldError {
                 field: "spec.names.plural".into(),
-                reason: ErrorType::Invalid,
+                reason: ErrorType::FieldValueInvalid,
                 message: format!("Invalid value: \"{plural}\": is already in use by a built-in resource"),
             });
         }

@@ -68,12 +68,12 @@ pub fn handle(
         ["apis", group] => Reply::json(StatusCode::OK, group_of(state, group)?),
         ["apis", group, version] => Reply::json(StatusCode::OK, resource_list(state, group, version)?),
         ["openapi", "v3"] => Reply::json(StatusCode::OK, openapi_index(state)),
-        ["openapi", "v3", "api", "v1"] => Reply::json(StatusCode::OK, openapi_document(state, "", "v1")?),
+        ["openapi", "v3", "api", "v1"] => Reply::json(StatusCode::OK, cached_openapi_document(state, "", "v1")?),
         ["openapi", "v3", "apis", group, version] => {
-            Reply::json(StatusCode::OK, openapi_document(state, group, version)?)
+            Reply::json(StatusCode::OK, cached_openapi_document(state, group, version)?)
         }
         ["openapi", "v2"] => {
-            return Some(Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")));
+            return Some(Err(not_found()));
         }
         _ => return None,
     };
@@ -262,6 +262,18 @@ pub fn custom_definition_name(r: &ResourceInfo) -> String {
     format!("{}.{}.{}", reversed.join("."), r.version, r.kind)
 }
 
+/// Changes whenever the group-version's resources change (CRDs come and go).
+fn gv_hash(state: &State, group: &str, version: &str) -> String {
+    let mut hasher = Sha256::new();
+    for r in state.registry.resources_in(group, version) {
+        hasher.update(r.plural.as_bytes());
+        if let Some(c) = &r.custom {
+            hasher.update(c.schema.as_ref().map(|s| s.to_string()).unwrap_or_default());
+        }
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
 fn openapi_index(state: &State) -> Value {
     let mut paths = Vec::new();
     for (group, versions) in state.registry.groups() {
@@ -271,18 +283,29 @@ fn openapi_index(state: &State) -> Value {
             } else {
                 format!("apis/{group}/{v}")
             };
-            // The hash changes whenever the group-version's resources change (CRDs).
-            let mut hasher = Sha256::new();
-            for r in state.registry.resources_in(&group, &v) {
-                hasher.update(r.plural.as_bytes());
-                if let Some(c) = &r.custom {
-                    hasher.update(c.schema.as_ref().map(|s| s.to_string()).unwrap_or_default());
-                }
-            }
-            paths.push((path, hex::encode(&hasher.finalize()[..16])));
+            paths.push((path, gv_hash(state, &group, &v)));
         }
     }
     glue::schemas().v3_index(&paths)
+}
+
+/// Group-version documents are large (hundreds of KB) and only change with CRDs: build each
+/// once per hash.
+fn cached_openapi_document(state: &State, group: &str, version: &str) -> Option<Value> {
+    let key = format!("{group}/{version}");
+    let hash = gv_hash(state, group, version);
+    if let Some((cached_hash, doc)) = state.openapi_cache.lock().expect("openapi cache").get(&key)
+        && *cached_hash == hash
+    {
+        return Some((**doc).clone());
+    }
+    let doc = openapi_document(state, group, version)?;
+    state
+        .openapi_cache
+        .lock()
+        .expect("openapi cache")
+        .insert(key, (hash, Arc::new(doc.clone())));
+    Some(doc)
 }
 
 fn openapi_document(state: &State, group: &str, version: &str) -> Option<Value> {
@@ -290,16 +313,25 @@ fn openapi_document(state: &State, group: &str, version: &str) -> Option<Value> 
     if resources.is_empty() {
         return None;
     }
-    let custom: Vec<(String, Value)> = state
+    // Custom resources' schemas come from their CRDs, overlaid on the built-in definitions.
+    let mut dynamic = timonel_schema::DynamicSchemas::new();
+    let crd_names: std::collections::BTreeSet<String> = state
         .registry
         .resources_in(group, version)
         .iter()
-        .filter_map(|r| {
-            let c = r.custom.as_ref()?;
-            Some((custom_definition_name(r), c.schema.clone().unwrap_or(json!({"type": "object"}))))
-        })
+        .filter_map(|r| r.custom.as_ref().map(|c| c.crd_name.clone()))
         .collect();
-    Some(glue::schemas().v3_document(group, version, &resources, &custom))
+    for name in crd_names {
+        let key = format!("/registry/apiextensions.k8s.io/customresourcedefinitions/{name}");
+        if let Some(crd) = state.cache.get(&key)
+            && let Err(errors) = dynamic.add_crd(&crd.value)
+        {
+            tracing::warn!("OpenAPI schema of CRD {name}: {}", errors.join("; "));
+        }
+    }
+    let mut doc = glue::schemas().with_dynamic(&dynamic).v3_document(group, version, &resources);
+    glue::add_patch_extensions(&mut doc);
+    Some(doc)
 }
 
 #[cfg(test)]

@@ -59,3 +59,57 @@ pub fn table(
         ),
     }
 }
+
+/// Adds upstream's patch extensions (`x-kubernetes-patch-strategy`, `-patch-merge-key`,
+/// `-list-type`, `-list-map-keys`) to an OpenAPI document's schemas. kubectl's client-side
+/// apply reads them to compute strategic merge patches; without them it treats every list as
+/// atomic and sends whole lists, which the server then merges by key (removed items survive).
+pub fn add_patch_extensions(doc: &mut Value) {
+    use timonel_patch::{ListStrategy, ListType, list_meta};
+    let Some(schemas) = doc
+        .get_mut("components")
+        .and_then(|c| c.get_mut("schemas"))
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for (def, schema) in schemas.iter_mut() {
+        let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (field, prop) in properties.iter_mut() {
+            let Some(meta) = list_meta(def, field) else {
+                continue;
+            };
+            let Some(prop) = prop.as_object_mut() else {
+                continue;
+            };
+            let strategy = match meta.strategy {
+                ListStrategy::Merge => Some("merge"),
+                ListStrategy::RetainKeys => Some("retainKeys"),
+                ListStrategy::MergeRetainKeys => Some("merge,retainKeys"),
+                ListStrategy::Replace => None,
+            };
+            if let Some(strategy) = strategy {
+                prop.insert("x-kubernetes-patch-strategy".into(), Value::from(strategy));
+            }
+            if let Some(key) = meta.merge_key {
+                prop.insert("x-kubernetes-patch-merge-key".into(), Value::from(key));
+            }
+            if prop.get("type").and_then(Value::as_str) == Some("array") {
+                match meta.list_type {
+                    ListType::Atomic => {
+                        prop.insert("x-kubernetes-list-type".into(), Value::from("atomic"));
+                    }
+                    ListType::Set => {
+                        prop.insert("x-kubernetes-list-type".into(), Value::from("set"));
+                    }
+                    ListType::Map(keys) => {
+                        prop.insert("x-kubernetes-list-type".into(), Value::from("map"));
+                        prop.insert("x-kubernetes-list-map-keys".into(), Value::from(keys.to_vec()));
+                    }
+                }
+            }
+        }
+    }
+}

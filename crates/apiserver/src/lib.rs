@@ -141,7 +141,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     admission::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
-    timonel_store::sqlite::spawn_compactor(store, config.compaction_interval, COMPACTION_RETAIN);
+    timonel_store::spawn_compactor(store, config.compaction_interval, COMPACTION_RETAIN);
     let serve_task = tokio::spawn(server::serve_tls(state.clone(), listener, tls, identify));
     state.ready.store(true, Ordering::Release);
     // Build the OpenAPI schemas off the start-up path: kubectl asks for them first thing.

@@ -350,21 +350,30 @@ fn default_and_validate(
     if info.custom.is_none() {
         timonel_api::defaults::apply_defaults(&info.group, &info.version, &info.kind, obj);
     }
-    let mut errors = timonel_api::validation::validate_object_meta(obj, info.namespaced, &info.kind);
+    use timonel_api::validation::{self as v, ErrorType, FieldError};
+    let mut errors = Vec::new();
     if let Some(custom) = &info.custom {
+        errors.extend(v::validate_object_meta(obj, info.namespaced, v::NameRule::Dns1123Subdomain));
         if let Some(schema) = &custom.schema
             && let Ok(structural) = timonel_schema::StructuralSchema::new(schema)
         {
-            errors.extend(structural.validate(obj).into_iter().map(|e| {
-                timonel_api::validation::FieldError {
-                    field: e.field,
-                    reason: timonel_api::validation::ErrorType::from_reason(&e.reason),
-                    message: e.message,
-                }
+            errors.extend(structural.validate(obj).into_iter().map(|e| FieldError {
+                field: e.field,
+                reason: match e.reason {
+                    "FieldValueRequired" => ErrorType::FieldValueRequired,
+                    "FieldValueNotSupported" => ErrorType::FieldValueNotSupported,
+                    "FieldValueTypeInvalid" => ErrorType::FieldValueTypeInvalid,
+                    "FieldValueTooLong" => ErrorType::FieldValueTooLong,
+                    "FieldValueTooMany" => ErrorType::FieldValueTooMany,
+                    "FieldValueDuplicate" => ErrorType::FieldValueDuplicate,
+                    "FieldValueForbidden" => ErrorType::FieldValueForbidden,
+                    _ => ErrorType::FieldValueInvalid,
+                },
+                message: e.message,
             }));
         }
     } else {
-        errors.extend(timonel_api::validation::validate(&info.group, &info.kind, obj, old));
+        errors.extend(v::validate_with_scope(&info.group, &info.kind, obj, old, Some(info.namespaced)));
     }
     errors.extend(admission::validate_extra(state, info, obj, old));
     if errors.is_empty() {
@@ -373,7 +382,7 @@ fn default_and_validate(
     let causes = errors
         .iter()
         .map(|e| Cause {
-            reason: e.reason.as_str().to_string(),
+            reason: e.reason.reason().to_string(),
             message: e.message.clone(),
             field: e.field.clone(),
         })

@@ -162,6 +162,8 @@ pub struct State {
     pub authenticator: Authenticator,
     /// Serializes ClusterIP / NodePort allocation.
     pub allocation_lock: Mutex<()>,
+    /// OpenAPI v3 group-version documents by "group/version", with the hash they were built for.
+    pub openapi_cache: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<Value>)>>,
 }
 
 impl State {
@@ -174,6 +176,7 @@ impl State {
             ready: AtomicBool::new(false),
             authenticator,
             allocation_lock: Mutex::new(()),
+            openapi_cache: Default::default(),
         });
         crate::admission::load_crds(&state);
         Ok(state)

@@ -94,7 +94,7 @@ async fn start_server(store: &str) -> anyhow::Result<ServerProcess> {
         "sqlite" => (String::new(), None),
         "memory" => ("memory://".to_string(), None),
         "etcd" => {
-            let etcd = timonel_store::testing::EtcdServer::start()?;
+            let etcd = tokio::task::spawn_blocking(timonel_store::testing::EtcdServer::start).await??;
             (etcd.endpoint(), Some(etcd))
         }
         other => bail!("unknown store {other:?}: use sqlite, etcd or memory"),
