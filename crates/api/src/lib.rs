@@ -2,9 +2,9 @@
 //!
 //! Everything here is pure: no IO, no clock except where a caller passes `now`.
 
-pub mod registry;
-pub mod status;
 pub mod defaults;
-pub mod validation;
-pub mod table;
+pub mod registry;
 pub mod selectors;
+pub mod status;
+pub mod table;
+pub mod validation;

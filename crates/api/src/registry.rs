@@ -175,14 +175,84 @@ fn builtins() -> Vec<Builtin> {
     let create_only: &'static [&'static str] = &["create"];
     vec![
         b("", "v1", "Binding", "bindings", NS, NONE, NONE, NONE, CORE).verbs(create_only),
-        b("", "v1", "ConfigMap", "configmaps", NS, &["cm"], NONE, NONE, CORE),
-        b("", "v1", "Endpoints", "endpoints", NS, &["ep"], NONE, NONE, CORE),
+        b(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            NS,
+            &["cm"],
+            NONE,
+            NONE,
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "Endpoints",
+            "endpoints",
+            NS,
+            &["ep"],
+            NONE,
+            NONE,
+            CORE,
+        ),
         b("", "v1", "Event", "events", NS, &["ev"], NONE, NONE, CORE),
-        b("", "v1", "LimitRange", "limitranges", NS, &["limits"], NONE, NONE, CORE),
-        b("", "v1", "Namespace", "namespaces", CLUSTER, &["ns"], NONE, &["finalize", "status"], CORE),
-        b("", "v1", "Node", "nodes", CLUSTER, &["no"], NONE, &["proxy", "status"], CORE),
-        b("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", NS, &["pvc"], NONE, STATUS, CORE),
-        b("", "v1", "PersistentVolume", "persistentvolumes", CLUSTER, &["pv"], NONE, STATUS, CORE),
+        b(
+            "",
+            "v1",
+            "LimitRange",
+            "limitranges",
+            NS,
+            &["limits"],
+            NONE,
+            NONE,
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "Namespace",
+            "namespaces",
+            CLUSTER,
+            &["ns"],
+            NONE,
+            &["finalize", "status"],
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "Node",
+            "nodes",
+            CLUSTER,
+            &["no"],
+            NONE,
+            &["proxy", "status"],
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            NS,
+            &["pvc"],
+            NONE,
+            STATUS,
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "PersistentVolume",
+            "persistentvolumes",
+            CLUSTER,
+            &["pv"],
+            NONE,
+            STATUS,
+            CORE,
+        ),
         b(
             "",
             "v1",
@@ -205,46 +275,376 @@ fn builtins() -> Vec<Builtin> {
             ],
             CORE,
         ),
-        b("", "v1", "PodTemplate", "podtemplates", NS, NONE, NONE, NONE, CORE),
-        b("", "v1", "ReplicationController", "replicationcontrollers", NS, &["rc"], ALL, SCALABLE, CORE),
-        b("", "v1", "ResourceQuota", "resourcequotas", NS, &["quota"], NONE, STATUS, CORE),
+        b(
+            "",
+            "v1",
+            "PodTemplate",
+            "podtemplates",
+            NS,
+            NONE,
+            NONE,
+            NONE,
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "ReplicationController",
+            "replicationcontrollers",
+            NS,
+            &["rc"],
+            ALL,
+            SCALABLE,
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "ResourceQuota",
+            "resourcequotas",
+            NS,
+            &["quota"],
+            NONE,
+            STATUS,
+            CORE,
+        ),
         b("", "v1", "Secret", "secrets", NS, NONE, NONE, NONE, CORE),
-        b("", "v1", "ServiceAccount", "serviceaccounts", NS, &["sa"], NONE, &["token"], CORE),
-        b("", "v1", "Service", "services", NS, &["svc"], ALL, &["proxy", "status"], CORE),
-        b("apps", "v1", "ControllerRevision", "controllerrevisions", NS, NONE, NONE, NONE, "io.k8s.api.apps.v1"),
-        b("apps", "v1", "DaemonSet", "daemonsets", NS, &["ds"], ALL, STATUS, "io.k8s.api.apps.v1"),
-        b("apps", "v1", "Deployment", "deployments", NS, &["deploy"], ALL, SCALABLE, "io.k8s.api.apps.v1"),
-        b("apps", "v1", "ReplicaSet", "replicasets", NS, &["rs"], ALL, SCALABLE, "io.k8s.api.apps.v1"),
-        b("apps", "v1", "StatefulSet", "statefulsets", NS, &["sts"], ALL, SCALABLE, "io.k8s.api.apps.v1"),
-        b("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", CLUSTER, NONE, NONE, NONE, "io.k8s.api.authentication.v1")
-            .verbs(create_only),
-        b("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", CLUSTER, NONE, NONE, NONE, "io.k8s.api.authentication.v1")
-            .verbs(create_only),
-        b("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", NS, NONE, NONE, NONE, "io.k8s.api.authorization.v1")
-            .verbs(create_only),
-        b("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", CLUSTER, NONE, NONE, NONE, "io.k8s.api.authorization.v1")
-            .verbs(create_only),
-        b("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", CLUSTER, NONE, NONE, NONE, "io.k8s.api.authorization.v1")
-            .verbs(create_only),
-        b("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", CLUSTER, NONE, NONE, NONE, "io.k8s.api.authorization.v1")
-            .verbs(create_only),
-        b("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, &["hpa"], ALL, STATUS, "io.k8s.api.autoscaling.v2"),
-        b("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", NS, &["hpa"], ALL, STATUS, "io.k8s.api.autoscaling.v1"),
-        b("batch", "v1", "CronJob", "cronjobs", NS, &["cj"], ALL, STATUS, "io.k8s.api.batch.v1"),
-        b("batch", "v1", "Job", "jobs", NS, NONE, ALL, STATUS, "io.k8s.api.batch.v1"),
-        b("coordination.k8s.io", "v1", "Lease", "leases", NS, NONE, NONE, NONE, "io.k8s.api.coordination.v1"),
-        b("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", NS, NONE, NONE, NONE, "io.k8s.api.discovery.v1"),
-        b("events.k8s.io", "v1", "Event", "events", NS, &["ev"], NONE, NONE, "io.k8s.api.events.v1"),
-        b("networking.k8s.io", "v1", "IngressClass", "ingressclasses", CLUSTER, NONE, NONE, NONE, "io.k8s.api.networking.v1"),
-        b("networking.k8s.io", "v1", "Ingress", "ingresses", NS, &["ing"], NONE, STATUS, "io.k8s.api.networking.v1"),
-        b("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", NS, &["netpol"], NONE, NONE, "io.k8s.api.networking.v1"),
-        b("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", NS, &["pdb"], NONE, STATUS, "io.k8s.api.policy.v1"),
-        b("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", CLUSTER, NONE, NONE, NONE, "io.k8s.api.rbac.v1"),
-        b("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", CLUSTER, NONE, NONE, NONE, "io.k8s.api.rbac.v1"),
-        b("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", NS, NONE, NONE, NONE, "io.k8s.api.rbac.v1"),
-        b("rbac.authorization.k8s.io", "v1", "Role", "roles", NS, NONE, NONE, NONE, "io.k8s.api.rbac.v1"),
-        b("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", CLUSTER, &["pc"], NONE, NONE, "io.k8s.api.scheduling.v1"),
-        b("storage.k8s.io", "v1", "StorageClass", "storageclasses", CLUSTER, &["sc"], NONE, NONE, "io.k8s.api.storage.v1"),
+        b(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            NS,
+            &["sa"],
+            NONE,
+            &["token"],
+            CORE,
+        ),
+        b(
+            "",
+            "v1",
+            "Service",
+            "services",
+            NS,
+            &["svc"],
+            ALL,
+            &["proxy", "status"],
+            CORE,
+        ),
+        b(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            NS,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.apps.v1",
+        ),
+        b(
+            "apps",
+            "v1",
+            "DaemonSet",
+            "daemonsets",
+            NS,
+            &["ds"],
+            ALL,
+            STATUS,
+            "io.k8s.api.apps.v1",
+        ),
+        b(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            NS,
+            &["deploy"],
+            ALL,
+            SCALABLE,
+            "io.k8s.api.apps.v1",
+        ),
+        b(
+            "apps",
+            "v1",
+            "ReplicaSet",
+            "replicasets",
+            NS,
+            &["rs"],
+            ALL,
+            SCALABLE,
+            "io.k8s.api.apps.v1",
+        ),
+        b(
+            "apps",
+            "v1",
+            "StatefulSet",
+            "statefulsets",
+            NS,
+            &["sts"],
+            ALL,
+            SCALABLE,
+            "io.k8s.api.apps.v1",
+        ),
+        b(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.authentication.v1",
+        )
+        .verbs(create_only),
+        b(
+            "authentication.k8s.io",
+            "v1",
+            "TokenReview",
+            "tokenreviews",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.authentication.v1",
+        )
+        .verbs(create_only),
+        b(
+            "authorization.k8s.io",
+            "v1",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            NS,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.authorization.v1",
+        )
+        .verbs(create_only),
+        b(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.authorization.v1",
+        )
+        .verbs(create_only),
+        b(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.authorization.v1",
+        )
+        .verbs(create_only),
+        b(
+            "authorization.k8s.io",
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.authorization.v1",
+        )
+        .verbs(create_only),
+        b(
+            "autoscaling",
+            "v2",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            NS,
+            &["hpa"],
+            ALL,
+            STATUS,
+            "io.k8s.api.autoscaling.v2",
+        ),
+        b(
+            "autoscaling",
+            "v1",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            NS,
+            &["hpa"],
+            ALL,
+            STATUS,
+            "io.k8s.api.autoscaling.v1",
+        ),
+        b(
+            "batch",
+            "v1",
+            "CronJob",
+            "cronjobs",
+            NS,
+            &["cj"],
+            ALL,
+            STATUS,
+            "io.k8s.api.batch.v1",
+        ),
+        b(
+            "batch",
+            "v1",
+            "Job",
+            "jobs",
+            NS,
+            NONE,
+            ALL,
+            STATUS,
+            "io.k8s.api.batch.v1",
+        ),
+        b(
+            "coordination.k8s.io",
+            "v1",
+            "Lease",
+            "leases",
+            NS,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.coordination.v1",
+        ),
+        b(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+            NS,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.discovery.v1",
+        ),
+        b(
+            "events.k8s.io",
+            "v1",
+            "Event",
+            "events",
+            NS,
+            &["ev"],
+            NONE,
+            NONE,
+            "io.k8s.api.events.v1",
+        ),
+        b(
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.networking.v1",
+        ),
+        b(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            NS,
+            &["ing"],
+            NONE,
+            STATUS,
+            "io.k8s.api.networking.v1",
+        ),
+        b(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            NS,
+            &["netpol"],
+            NONE,
+            NONE,
+            "io.k8s.api.networking.v1",
+        ),
+        b(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            NS,
+            &["pdb"],
+            NONE,
+            STATUS,
+            "io.k8s.api.policy.v1",
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.rbac.v1",
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            CLUSTER,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.rbac.v1",
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            NS,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.rbac.v1",
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            NS,
+            NONE,
+            NONE,
+            NONE,
+            "io.k8s.api.rbac.v1",
+        ),
+        b(
+            "scheduling.k8s.io",
+            "v1",
+            "PriorityClass",
+            "priorityclasses",
+            CLUSTER,
+            &["pc"],
+            NONE,
+            NONE,
+            "io.k8s.api.scheduling.v1",
+        ),
+        b(
+            "storage.k8s.io",
+            "v1",
+            "StorageClass",
+            "storageclasses",
+            CLUSTER,
+            &["sc"],
+            NONE,
+            NONE,
+            "io.k8s.api.storage.v1",
+        ),
         b(
             "apiextensions.k8s.io",
             "v1",
@@ -300,8 +700,14 @@ fn subresource_info(owner: &Builtin, name: &str) -> Subresource {
         "eviction" => (s("policy", "v1", "Eviction"), &["create"]),
         "log" => (s("", "v1", "Pod"), &["get"]),
         "exec" | "attach" | "portforward" => (s("", "v1", "PodExecOptions"), &["create", "get"]),
-        "proxy" => (s("", "v1", "PodProxyOptions"), &["create", "delete", "get", "patch", "update"]),
-        "token" => (s("authentication.k8s.io", "v1", "TokenRequest"), &["create"]),
+        "proxy" => (
+            s("", "v1", "PodProxyOptions"),
+            &["create", "delete", "get", "patch", "update"],
+        ),
+        "token" => (
+            s("authentication.k8s.io", "v1", "TokenRequest"),
+            &["create"],
+        ),
         "finalize" => (own, &["update"]),
         "ephemeralcontainers" | "resize" => (own, &["get", "patch", "update"]),
         _ => (own, &["get"]),
@@ -362,7 +768,11 @@ impl Registry {
             .iter()
             .map(|b| {
                 // autoscaling/v2 is preferred over v1, as upstream.
-                let priority = if b.group == "autoscaling" && b.version == "v1" { 1 } else { 0 };
+                let priority = if b.group == "autoscaling" && b.version == "v1" {
+                    1
+                } else {
+                    0
+                };
                 Arc::new(info_from_builtin(b, priority))
             })
             .collect();
@@ -414,7 +824,10 @@ impl Registry {
                         versions.push((r.version_priority, r.version.clone()));
                     }
                 }
-                None => groups.push((r.group.clone(), vec![(r.version_priority, r.version.clone())])),
+                None => groups.push((
+                    r.group.clone(),
+                    vec![(r.version_priority, r.version.clone())],
+                )),
             }
         }
         let rank = |g: &str| {
@@ -503,11 +916,18 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
         .unwrap_or_else(|| format!("{kind}List"));
     let strs = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let namespaced = spec["scope"].as_str() != Some("Cluster");
-    let crd_name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let crd_name = crd["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     let storage_version = versions
         .iter()
@@ -546,9 +966,17 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
                     verbs: vec!["get".into(), "patch".into(), "update".into()],
                 });
                 (
-                    s.get("specReplicasPath").and_then(Value::as_str).unwrap_or(".spec.replicas").to_string(),
-                    s.get("statusReplicasPath").and_then(Value::as_str).unwrap_or(".status.replicas").to_string(),
-                    s.get("labelSelectorPath").and_then(Value::as_str).map(str::to_string),
+                    s.get("specReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".spec.replicas")
+                        .to_string(),
+                    s.get("statusReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".status.replicas")
+                        .to_string(),
+                    s.get("labelSelectorPath")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 )
             });
             ResourceInfo {
@@ -566,7 +994,10 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceInfo> {
                 definition: String::new(),
                 custom: Some(CustomInfo {
                     schema: v["schema"].get("openAPIV3Schema").cloned(),
-                    printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+                    printer_columns: v["additionalPrinterColumns"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
                     scale,
                     storage_version: storage_version.clone(),
                     crd_name: crd_name.clone(),
@@ -590,11 +1021,20 @@ mod tests {
         assert_eq!(deploy.kind, "Deployment");
         assert!(deploy.has_subresource("scale"));
         assert_eq!(deploy.definition, "io.k8s.api.apps.v1.Deployment");
-        assert_eq!(deploy.object_key(Some("ns"), "web"), "/registry/apps/deployments/ns/web");
+        assert_eq!(
+            deploy.object_key(Some("ns"), "web"),
+            "/registry/apps/deployments/ns/web"
+        );
         let ns = reg.lookup_kind("", "v1", "Namespace").unwrap();
         assert!(!ns.namespaced);
-        assert_eq!(ns.object_key(Some("ignored"), "default"), "/registry/core/namespaces/default");
-        assert_eq!(reg.versions_of("autoscaling", "horizontalpodautoscalers")[0].version, "v2");
+        assert_eq!(
+            ns.object_key(Some("ignored"), "default"),
+            "/registry/core/namespaces/default"
+        );
+        assert_eq!(
+            reg.versions_of("autoscaling", "horizontalpodautoscalers")[0].version,
+            "v2"
+        );
     }
 
     #[test]

@@ -71,13 +71,21 @@ impl ApiError {
     }
 
     pub fn not_found(resource: Resource<'_>, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", resource.qualified()))
-            .about(resource, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", resource.qualified()),
+        )
+        .about(resource, name)
     }
 
     pub fn already_exists(resource: Resource<'_>, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", resource.qualified()))
-            .about(resource, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", resource.qualified()),
+        )
+        .about(resource, name)
     }
 
     /// A failed resourceVersion precondition.
@@ -85,7 +93,10 @@ impl ApiError {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} \"{name}\": {why}", resource.qualified()),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                resource.qualified()
+            ),
         )
         .about(resource, name)
     }
@@ -120,7 +131,11 @@ impl ApiError {
             1 => rendered[0].clone(),
             _ => format!("[{}]", rendered.join(", ")),
         };
-        let mut err = Self::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {body}"));
+        let mut err = Self::new(
+            422,
+            "Invalid",
+            format!("{qualified} \"{name}\" is invalid: {body}"),
+        );
         err.name = Some(name.to_string());
         err.group = (!group.is_empty()).then(|| group.to_string());
         err.kind = Some(kind.to_string());
@@ -158,15 +173,29 @@ impl ApiError {
     }
 
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {content_type:?})"
+            ),
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {
@@ -268,8 +297,16 @@ mod tests {
             message: message.into(),
             field: field.into(),
         };
-        let one = ApiError::invalid("", "Pod", "p", vec![cause("spec.containers", "Required value")]);
-        assert_eq!(one.message, "Pod \"p\" is invalid: spec.containers: Required value");
+        let one = ApiError::invalid(
+            "",
+            "Pod",
+            "p",
+            vec![cause("spec.containers", "Required value")],
+        );
+        assert_eq!(
+            one.message,
+            "Pod \"p\" is invalid: spec.containers: Required value"
+        );
         let two = ApiError::invalid(
             "apps",
             "Deployment",

@@ -44,7 +44,11 @@ pub fn require_namespace(state: &State, namespace: &str) -> Result<(), ApiError>
 }
 
 /// Kind-specific create-time preparation (upstream's PrepareForCreate).
-pub fn prepare_create(_state: &State, info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+pub fn prepare_create(
+    _state: &State,
+    info: &ResourceInfo,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
     let drop_status = |obj: &mut Value| {
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
@@ -76,10 +80,14 @@ pub fn prepare_create(_state: &State, info: &ResourceInfo, obj: &mut Value) -> R
             let now = body::now_rfc3339();
             let mut accepted = names.clone();
             if accepted["singular"].is_null() {
-                accepted["singular"] = json!(names["kind"].as_str().unwrap_or_default().to_lowercase());
+                accepted["singular"] =
+                    json!(names["kind"].as_str().unwrap_or_default().to_lowercase());
             }
             if accepted["listKind"].is_null() {
-                accepted["listKind"] = json!(format!("{}List", names["kind"].as_str().unwrap_or_default()));
+                accepted["listKind"] = json!(format!(
+                    "{}List",
+                    names["kind"].as_str().unwrap_or_default()
+                ));
             }
             obj["status"] = json!({
                 "acceptedNames": accepted,
@@ -139,7 +147,10 @@ pub fn validate_extra(
     old: Option<&Value>,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" && old.is_none() {
+    if info.group == "apiextensions.k8s.io"
+        && info.kind == "CustomResourceDefinition"
+        && old.is_none()
+    {
         let group = obj["spec"]["group"].as_str().unwrap_or_default();
         let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or_default();
         let taken = state
@@ -151,7 +162,9 @@ pub fn validate_extra(
             errors.push(FieldError {
                 field: "spec.names.plural".into(),
                 reason: ErrorType::FieldValueInvalid,
-                message: format!("Invalid value: \"{plural}\": is already in use by a built-in resource"),
+                message: format!(
+                    "Invalid value: \"{plural}\": is already in use by a built-in resource"
+                ),
             });
         }
     }
@@ -159,7 +172,9 @@ pub fn validate_extra(
 }
 
 fn used_cluster_ips(state: &State) -> BTreeSet<String> {
-    let (services, _, _) = state.cache.list("/registry/core/services/", None, |_| true, 0);
+    let (services, _, _) = state
+        .cache
+        .list("/registry/core/services/", None, |_| true, 0);
     services
         .iter()
         .flat_map(|(_, s)| {
@@ -175,10 +190,17 @@ fn used_cluster_ips(state: &State) -> BTreeSet<String> {
 }
 
 fn used_node_ports(state: &State) -> BTreeSet<i64> {
-    let (services, _, _) = state.cache.list("/registry/core/services/", None, |_| true, 0);
+    let (services, _, _) = state
+        .cache
+        .list("/registry/core/services/", None, |_| true, 0);
     services
         .iter()
-        .flat_map(|(_, s)| s.value["spec"]["ports"].as_array().cloned().unwrap_or_default())
+        .flat_map(|(_, s)| {
+            s.value["spec"]["ports"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|p| p["nodePort"].as_i64())
         .collect()
 }
@@ -203,8 +225,13 @@ pub async fn allocate(
             "None" => "None".to_string(),
             "" => {
                 let candidate = (2u32..65534).find_map(|n| {
-                    let ip = Ipv4Addr::new(SERVICE_NET[0], SERVICE_NET[1], (n >> 8) as u8, (n & 0xff) as u8)
-                        .to_string();
+                    let ip = Ipv4Addr::new(
+                        SERVICE_NET[0],
+                        SERVICE_NET[1],
+                        (n >> 8) as u8,
+                        (n & 0xff) as u8,
+                    )
+                    .to_string();
                     (!used.contains(&ip)).then_some(ip)
                 });
                 candidate.ok_or_else(|| {
@@ -217,14 +244,18 @@ pub async fn allocate(
                 if octets[0..2] != SERVICE_NET {
                     return Err(invalid_field(
                         "spec.clusterIPs",
-                        format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is 10.43.0.0/16"),
+                        format!(
+                            "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is 10.43.0.0/16"
+                        ),
                         name_of(&json!({})),
                     ));
                 }
                 if used.contains(ip) && !dry_run {
                     return Err(invalid_field(
                         "spec.clusterIPs",
-                        format!("Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"),
+                        format!(
+                            "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
+                        ),
                         "",
                     ));
                 }
@@ -244,7 +275,9 @@ pub async fn allocate(
                 let free = NODE_PORT_RANGE
                     .clone()
                     .find(|p| !used.contains(p))
-                    .ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full"))?;
+                    .ok_or_else(|| {
+                        ApiError::internal("failed to allocate a nodePort: range is full")
+                    })?;
                 used.insert(free);
                 port["nodePort"] = json!(free);
             }
@@ -260,7 +293,9 @@ fn obj_name(_spec: &Value) -> &'static str {
 fn invalid_ip(_name: &str, ip: &str) -> ApiError {
     invalid_field(
         "spec.clusterIP",
-        format!("Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"),
+        format!(
+            "Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+        ),
         "",
     )
 }
@@ -284,8 +319,13 @@ pub fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>)
     if !(info.group.is_empty() && info.kind == "Pod") {
         return None;
     }
-    let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
-    let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let bound = obj["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
     if !bound || finished {
         return None;
     }
@@ -346,7 +386,10 @@ pub fn load_crds(state: &State) {
         |_| true,
         0,
     );
-    let present: BTreeSet<String> = crds.iter().map(|(_, c)| name_of(&c.value).to_string()).collect();
+    let present: BTreeSet<String> = crds
+        .iter()
+        .map(|(_, c)| name_of(&c.value).to_string())
+        .collect();
     for gone in state.registry.custom_crd_names().difference(&present) {
         state.registry.set_custom(gone, Vec::new());
     }
@@ -359,7 +402,10 @@ pub fn load_crds(state: &State) {
 pub async fn bind_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
     let binding = body::decode_object(req.content_type, req.body)?;
     let pod_name = req.path.name.clone().unwrap_or_default();
-    let node = binding["target"]["name"].as_str().unwrap_or_default().to_string();
+    let node = binding["target"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if node.is_empty() {
         return Err(ApiError::invalid(
             "",
@@ -372,7 +418,9 @@ pub async fn bind_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, Ap
             }],
         ));
     }
-    let key = req.info.object_key(req.path.namespace.as_deref(), &pod_name);
+    let key = req
+        .info
+        .object_key(req.path.namespace.as_deref(), &pod_name);
     let resource = timonel_api::status::Resource {
         group: "",
         plural: "pods",
@@ -391,10 +439,17 @@ pub async fn bind_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, Ap
             ));
         }
         if pod["metadata"]["deletionTimestamp"].is_string() {
-            return Err(ApiError::conflict(resource, &pod_name, "pod is being deleted, cannot be assigned to a host"));
+            return Err(ApiError::conflict(
+                resource,
+                &pod_name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
         }
         pod["spec"]["nodeName"] = json!(node);
-        let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let conditions = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut conditions: Vec<Value> = conditions
             .into_iter()
             .filter(|c| c["type"] != "PodScheduled")
@@ -416,7 +471,9 @@ pub async fn bind_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, Ap
                 state.cache.wait_for(revision).await;
                 return Ok(Reply::json(StatusCode::CREATED, success()));
             }
-            Err(timonel_store::StoreError::Conflict { current, .. }) => state.cache.wait_for(current).await,
+            Err(timonel_store::StoreError::Conflict { current, .. }) => {
+                state.cache.wait_for(current).await
+            }
             Err(err) => return Err(ApiError::internal(err.to_string())),
         }
     }
@@ -430,7 +487,9 @@ fn success() -> Value {
 /// disruption controller's status, which arrives with the controllers).
 pub async fn evict_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
     let pod_name = req.path.name.clone().unwrap_or_default();
-    let key = req.info.object_key(req.path.namespace.as_deref(), &pod_name);
+    let key = req
+        .info
+        .object_key(req.path.namespace.as_deref(), &pod_name);
     let resource = timonel_api::status::Resource {
         group: "",
         plural: "pods",
@@ -444,12 +503,19 @@ pub async fn evict_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, A
     }
     let grace = graceful_period(&req.info, &current.value, None);
     let result = match grace {
-        None => state.store.delete(&key, Some(current.mod_revision)).await.map(|(r, _)| r),
+        None => state
+            .store
+            .delete(&key, Some(current.mod_revision))
+            .await
+            .map(|(r, _)| r),
         Some(grace) => {
             let mut pod = (*current.value).clone();
             let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
             let meta = meta_mut(&mut pod);
-            meta.insert("deletionTimestamp".into(), json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+            meta.insert(
+                "deletionTimestamp".into(),
+                json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
             meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             meta.remove("resourceVersion");
             let bytes = serde_json::to_vec(&pod).expect("JSON serializes");
@@ -461,7 +527,9 @@ pub async fn evict_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, A
             state.cache.wait_for(revision).await;
             Ok(Reply::json(StatusCode::CREATED, success()))
         }
-        Err(timonel_store::StoreError::Conflict { .. }) => Err(ApiError::modified(resource, &pod_name)),
+        Err(timonel_store::StoreError::Conflict { .. }) => {
+            Err(ApiError::modified(resource, &pod_name))
+        }
         Err(err) => Err(ApiError::internal(err.to_string())),
     }
 }
@@ -485,7 +553,8 @@ pub fn create_virtual(
             "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview",
         ) => {
             // Every authenticated user may do anything until RBAC arrives.
-            out["status"] = json!({"allowed": true, "reason": "timonel: authorization is not enforced yet"});
+            out["status"] =
+                json!({"allowed": true, "reason": "timonel: authorization is not enforced yet"});
         }
         ("authorization.k8s.io", "SelfSubjectRulesReview") => {
             out["status"] = json!({
@@ -495,7 +564,8 @@ pub fn create_virtual(
             });
         }
         ("authentication.k8s.io", "SelfSubjectReview") => {
-            out["status"] = json!({"userInfo": {"username": req.user.name, "groups": req.user.groups}});
+            out["status"] =
+                json!({"userInfo": {"username": req.user.name, "groups": req.user.groups}});
         }
         _ => return Ok(None),
     }
@@ -571,10 +641,15 @@ mod tests {
 
     #[test]
     fn qos_classes() {
-        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
+        assert_eq!(
+            qos_class(&json!({"containers": [{"name": "a"}]})),
+            "BestEffort"
+        );
         let limits = json!({"cpu": "1", "memory": "1Gi"});
         assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"limits": limits, "requests": limits}}]})),
+            qos_class(
+                &json!({"containers": [{"resources": {"limits": limits, "requests": limits}}]})
+            ),
             "Guaranteed"
         );
         assert_eq!(

@@ -20,9 +20,11 @@ pub fn decode_object(content_type: Option<&str>, body: &[u8]) -> Result<Value, A
     let value = match media {
         "application/json" | "" | "*/*" => parse_json(body)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => parse_yaml(body)?,
-        "application/vnd.kubernetes.protobuf" => timonel_proto::decode(body)
-            .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?
-            .object,
+        "application/vnd.kubernetes.protobuf" => {
+            timonel_proto::decode(body)
+                .map_err(|e| ApiError::bad_request(format!("unable to decode protobuf body: {e}")))?
+                .object
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {
@@ -60,7 +62,9 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = Value::Object(Map::new());
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 pub fn name_of(obj: &Value) -> &str {
@@ -73,7 +77,10 @@ pub fn str_at<'a>(obj: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 /// `metadata.labels` as a map (empty when missing).
 pub fn labels(obj: &Value) -> Map<String, Value> {
-    obj["metadata"]["labels"].as_object().cloned().unwrap_or_default()
+    obj["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
 }
 
 pub fn now_rfc3339() -> String {
@@ -90,7 +97,11 @@ pub fn get_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
 
 /// Sets a dotted JSON path, creating objects on the way.
 pub fn set_path(obj: &mut Value, path: &str, value: Value) {
-    let parts: Vec<&str> = path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .collect();
     let mut cur = obj;
     for (i, part) in parts.iter().enumerate() {
         if !cur.is_object() {
@@ -101,7 +112,9 @@ pub fn set_path(obj: &mut Value, path: &str, value: Value) {
             map.insert(part.to_string(), value);
             return;
         }
-        cur = map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        cur = map
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -112,7 +125,11 @@ mod tests {
 
     #[test]
     fn yaml_and_json_bodies_decode() {
-        let v = decode_object(Some("application/yaml"), b"kind: ConfigMap\ndata:\n  a: '1'\n").unwrap();
+        let v = decode_object(
+            Some("application/yaml"),
+            b"kind: ConfigMap\ndata:\n  a: '1'\n",
+        )
+        .unwrap();
         assert_eq!(v["data"]["a"], "1");
         let err = decode_object(Some("application/json"), b"{not json").unwrap_err();
         assert_eq!(err.code, 400);

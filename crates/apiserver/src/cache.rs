@@ -74,14 +74,21 @@ pub struct Cache {
 fn decode(value: &[u8], revision: Revision) -> Option<Value> {
     let mut obj: Value = serde_json::from_slice(value).ok()?;
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
     Some(obj)
 }
 
 pub enum WatchStart {
     /// Events after this revision follow.
-    Events(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>, Revision),
+    Events(
+        Vec<Arc<WatchEvent>>,
+        broadcast::Receiver<Arc<WatchEvent>>,
+        Revision,
+    ),
 }
 
 impl Cache {
@@ -184,7 +191,10 @@ impl Cache {
                         // A DELETED event carries the last state with the deletion's revision.
                         let mut obj = (*last.value).clone();
                         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                            meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+                            meta.insert(
+                                "resourceVersion".into(),
+                                Value::String(revision.to_string()),
+                            );
                         }
                         Arc::new(obj)
                     }
@@ -235,7 +245,12 @@ impl Cache {
     }
 
     pub fn get(&self, key: &str) -> Option<CachedObject> {
-        self.inner.read().expect("cache lock").objects.get(key).cloned()
+        self.inner
+            .read()
+            .expect("cache lock")
+            .objects
+            .get(key)
+            .cloned()
     }
 
     /// Objects under `prefix` with key > `start_after`, in key order, with the cache revision.
@@ -302,7 +317,11 @@ impl Cache {
     pub fn snapshot_and_subscribe(
         &self,
         prefix: &str,
-    ) -> (Vec<Arc<Value>>, broadcast::Receiver<Arc<WatchEvent>>, Revision) {
+    ) -> (
+        Vec<Arc<Value>>,
+        broadcast::Receiver<Arc<WatchEvent>>,
+        Revision,
+    ) {
         let inner = self.inner.read().expect("cache lock");
         let rx = self.live.subscribe();
         let objects = inner
@@ -315,7 +334,9 @@ impl Cache {
     }
 }
 
-async fn load_all(store: &dyn Store) -> Result<(BTreeMap<String, CachedObject>, Revision), StoreError> {
+async fn load_all(
+    store: &dyn Store,
+) -> Result<(BTreeMap<String, CachedObject>, Revision), StoreError> {
     let range = store.range("/registry/", None, 0, 0).await?;
     let mut objects = BTreeMap::new();
     for kv in range.kvs {

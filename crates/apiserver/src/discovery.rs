@@ -53,8 +53,12 @@ pub fn handle(
     let trimmed = path.trim_end_matches('/');
     let parts: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
     let reply = match parts.as_slice() {
-        ["api"] if wants_aggregated(accept) => Reply::typed(StatusCode::OK, aggregated(state, true), AGGREGATED),
-        ["apis"] if wants_aggregated(accept) => Reply::typed(StatusCode::OK, aggregated(state, false), AGGREGATED),
+        ["api"] if wants_aggregated(accept) => {
+            Reply::typed(StatusCode::OK, aggregated(state, true), AGGREGATED)
+        }
+        ["apis"] if wants_aggregated(accept) => {
+            Reply::typed(StatusCode::OK, aggregated(state, false), AGGREGATED)
+        }
         ["api"] => Reply::json(
             StatusCode::OK,
             json!({
@@ -66,12 +70,17 @@ pub fn handle(
         ["apis"] => Reply::json(StatusCode::OK, group_list(state)),
         ["api", "v1"] => Reply::json(StatusCode::OK, resource_list(state, "", "v1")?),
         ["apis", group] => Reply::json(StatusCode::OK, group_of(state, group)?),
-        ["apis", group, version] => Reply::json(StatusCode::OK, resource_list(state, group, version)?),
-        ["openapi", "v3"] => Reply::json(StatusCode::OK, openapi_index(state)),
-        ["openapi", "v3", "api", "v1"] => Reply::json(StatusCode::OK, cached_openapi_document(state, "", "v1")?),
-        ["openapi", "v3", "apis", group, version] => {
-            Reply::json(StatusCode::OK, cached_openapi_document(state, group, version)?)
+        ["apis", group, version] => {
+            Reply::json(StatusCode::OK, resource_list(state, group, version)?)
         }
+        ["openapi", "v3"] => Reply::json(StatusCode::OK, openapi_index(state)),
+        ["openapi", "v3", "api", "v1"] => {
+            Reply::json(StatusCode::OK, cached_openapi_document(state, "", "v1")?)
+        }
+        ["openapi", "v3", "apis", group, version] => Reply::json(
+            StatusCode::OK,
+            cached_openapi_document(state, group, version)?,
+        ),
         ["openapi", "v2"] => {
             return Some(Err(not_found()));
         }
@@ -81,7 +90,11 @@ pub fn handle(
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 fn group_version(group: &str, version: &str) -> String {
@@ -224,7 +237,9 @@ fn aggregated(state: &State, core: bool) -> Value {
                 json!({"version": v, "resources": resources, "freshness": "Current"})
             })
             .collect();
-        items.push(json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions}));
+        items.push(
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions}),
+        );
     }
     json!({
         "kind": "APIGroupDiscoveryList",
@@ -234,7 +249,11 @@ fn aggregated(state: &State, core: bool) -> Value {
     })
 }
 
-fn openapi_resources(state: &State, group: &str, version: &str) -> Vec<timonel_schema::OpenApiResource> {
+fn openapi_resources(
+    state: &State,
+    group: &str,
+    version: &str,
+) -> Vec<timonel_schema::OpenApiResource> {
     state
         .registry
         .resources_in(group, version)
@@ -329,7 +348,9 @@ fn openapi_document(state: &State, group: &str, version: &str) -> Option<Value> 
             tracing::warn!("OpenAPI schema of CRD {name}: {}", errors.join("; "));
         }
     }
-    let mut doc = glue::schemas().with_dynamic(&dynamic).v3_document(group, version, &resources);
+    let mut doc = glue::schemas()
+        .with_dynamic(&dynamic)
+        .v3_document(group, version, &resources);
     glue::add_patch_extensions(&mut doc);
     Some(doc)
 }

@@ -106,7 +106,10 @@ pub fn add_patch_extensions(doc: &mut Value) {
                     }
                     ListType::Map(keys) => {
                         prop.insert("x-kubernetes-list-type".into(), Value::from("map"));
-                        prop.insert("x-kubernetes-list-map-keys".into(), Value::from(keys.to_vec()));
+                        prop.insert(
+                            "x-kubernetes-list-map-keys".into(),
+                            Value::from(keys.to_vec()),
+                        );
                     }
                 }
             }

@@ -4,6 +4,10 @@
 //! Only this crate talks to the store (see docs/ARCHITECTURE.md). Every kind goes through
 //! one pipeline ([`rest`]); kind-specific behaviour lives in [`admission`].
 
+// An ApiError is a whole `Status` (message, details, causes) returned at most once per request;
+// boxing it would only add an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
 pub mod admission;
 pub mod body;
 pub mod cache;
@@ -88,7 +92,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let endpoint = config.datastore_endpoint.trim();
     if endpoint.is_empty() {
         let dir = config.data_dir.join("server").join("db");
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join("state.db");
         let store = timonel_store::sqlite::SqliteStore::open(&path)?;
         return Ok(Arc::new(store));
@@ -160,5 +165,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     if let Some(path) = &config.write_kubeconfig {
         pki.write_kubeconfig(path, &running.url())?;
     }
-    Ok(RunningServer { kubeconfig, ..running })
+    Ok(RunningServer {
+        kubeconfig,
+        ..running
+    })
 }

@@ -103,7 +103,10 @@ impl Query {
         let mut values: HashMap<String, Vec<String>> = HashMap::new();
         if let Some(raw) = raw {
             for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
-                values.entry(k.into_owned()).or_default().push(v.into_owned());
+                values
+                    .entry(k.into_owned())
+                    .or_default()
+                    .push(v.into_owned());
             }
         }
         Query { values }
@@ -147,7 +150,10 @@ pub fn negotiate(accept: Option<&str>) -> Representation {
         let clause = clause.trim();
         let mut params = clause.split(';').map(str::trim);
         let media = params.next().unwrap_or_default();
-        if media != "application/json" && media != "*/*" && media != "application/vnd.kubernetes.protobuf" {
+        if media != "application/json"
+            && media != "*/*"
+            && media != "application/vnd.kubernetes.protobuf"
+        {
             continue;
         }
         let mut as_kind = None;
@@ -188,9 +194,15 @@ mod tests {
         assert_eq!(p.name.as_deref(), Some("web-1"));
         assert_eq!(p.subresource.as_deref(), Some("log"));
         let p = parse_resource_path("/apis/apps/v1/deployments").unwrap();
-        assert_eq!((p.group.as_str(), p.resource.as_str(), p.namespace), ("apps", "deployments", None));
+        assert_eq!(
+            (p.group.as_str(), p.resource.as_str(), p.namespace),
+            ("apps", "deployments", None)
+        );
         let p = parse_resource_path("/api/v1/namespaces/kube-system").unwrap();
-        assert_eq!((p.resource.as_str(), p.name.as_deref()), ("namespaces", Some("kube-system")));
+        assert_eq!(
+            (p.resource.as_str(), p.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
         let p = parse_resource_path("/api/v1/namespaces/x/status").unwrap();
         assert_eq!(p.subresource.as_deref(), Some("status"));
         assert!(parse_resource_path("/api/v1").is_none());

@@ -78,7 +78,11 @@ pub enum FieldValidation {
 pub async fn handle(state: &Arc<State>, req: Request<'_>, verb: Verb) -> Result<Reply, ApiError> {
     let info = req.info.clone();
     if !info.namespaced && req.namespace().is_some() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     if info.namespaced
         && req.namespace().is_none()
@@ -93,7 +97,11 @@ pub async fn handle(state: &Arc<State>, req: Request<'_>, verb: Verb) -> Result<
     if let Some(sub) = req.path.subresource.as_deref()
         && !info.has_subresource(sub)
     {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     match (verb, req.path.subresource.as_deref()) {
         (Verb::Get, Some("scale")) => get_scale(state, &req),
@@ -120,9 +128,12 @@ fn store_error(req: &Request<'_>, name: &str, err: StoreError) -> ApiError {
         StoreError::AlreadyExists(_) => ApiError::already_exists(req.resource(), name),
         StoreError::NotFound(_) => ApiError::not_found(req.resource(), name),
         StoreError::Conflict { .. } => ApiError::modified(req.resource(), name),
-        StoreError::Compacted { requested, compacted } => {
-            ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
-        }
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -208,17 +219,19 @@ impl Filter {
 fn list(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
     let info = &req.info;
     let filter = Filter::from_query(info, req.query)?;
-    let limit: usize = req.query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let start_after = req
+    let limit: usize = req
         .query
-        .get("continue")
-        .map(decode_continue)
-        .transpose()?;
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let start_after = req.query.get("continue").map(decode_continue).transpose()?;
     let prefix = info.list_prefix(req.namespace());
-    let (items, revision, more) =
-        state
-            .cache
-            .list(&prefix, start_after.as_deref(), |obj| filter.matches(obj), limit);
+    let (items, revision, more) = state.cache.list(
+        &prefix,
+        start_after.as_deref(),
+        |obj| filter.matches(obj),
+        limit,
+    );
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if more && let Some((last_key, _)) = items.last() {
         metadata["continue"] = json!(encode_continue(last_key));
@@ -304,7 +317,11 @@ fn check_fields(
     if let Some(custom) = &info.custom {
         if let Some(schema) = &custom.schema {
             let structural = timonel_schema::StructuralSchema::new(schema).map_err(|errs| {
-                ApiError::internal(format!("invalid schema for {}: {}", info.kind, errs.join("; ")))
+                ApiError::internal(format!(
+                    "invalid schema for {}: {}",
+                    info.kind,
+                    errs.join("; ")
+                ))
             })?;
             unknown = structural.prune(obj);
         }
@@ -329,8 +346,14 @@ fn check_fields(
     }
     match mode {
         FieldValidation::Strict => {
-            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-            Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))))
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                list.join(", ")
+            )))
         }
         FieldValidation::Warn => {
             warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
@@ -353,7 +376,11 @@ fn default_and_validate(
     use timonel_api::validation::{self as v, ErrorType, FieldError};
     let mut errors = Vec::new();
     if let Some(custom) = &info.custom {
-        errors.extend(v::validate_object_meta(obj, info.namespaced, v::NameRule::Dns1123Subdomain));
+        errors.extend(v::validate_object_meta(
+            obj,
+            info.namespaced,
+            v::NameRule::Dns1123Subdomain,
+        ));
         if let Some(schema) = &custom.schema
             && let Ok(structural) = timonel_schema::StructuralSchema::new(schema)
         {
@@ -373,7 +400,13 @@ fn default_and_validate(
             }));
         }
     } else {
-        errors.extend(v::validate_with_scope(&info.group, &info.kind, obj, old, Some(info.namespaced)));
+        errors.extend(v::validate_with_scope(
+            &info.group,
+            &info.kind,
+            obj,
+            old,
+            Some(info.namespaced),
+        ));
     }
     errors.extend(admission::validate_extra(state, info, obj, old));
     if errors.is_empty() {
@@ -387,7 +420,12 @@ fn default_and_validate(
             field: e.field.clone(),
         })
         .collect();
-    Err(ApiError::invalid(&info.group, &info.kind, name_of(obj), causes))
+    Err(ApiError::invalid(
+        &info.group,
+        &info.kind,
+        name_of(obj),
+        causes,
+    ))
 }
 
 fn parse_revision(rv: &str) -> Result<Revision, ApiError> {
@@ -461,7 +499,10 @@ async fn create_object(
         } else {
             meta.remove("namespace");
         }
-        let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let has_name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
         if !has_name {
             match meta.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => {
@@ -600,7 +641,9 @@ async fn patch(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError>
             }
             let mut applied = body::parse_yaml(req.body)?;
             if !applied.is_object() {
-                return Err(ApiError::bad_request("error decoding YAML: expected an object"));
+                return Err(ApiError::bad_request(
+                    "error decoding YAML: expected an object",
+                ));
             }
             check_fields(req, &mut applied, &mut warnings)?;
             Change::Apply {
@@ -637,14 +680,12 @@ fn apply_change(
             "application/merge-patch+json" => {
                 timonel_patch::merge_patch(current, patch).map_err(patch_error)
             }
-            _ => {
-                if info.definition.is_empty() {
-                    timonel_patch::strategic_merge_patch(current, patch, "", &timonel_patch::NoTypes)
-                } else {
-                    timonel_patch::strategic_merge_patch(current, patch, &info.definition, &types)
-                }
-                .map_err(patch_error)
+            _ => if info.definition.is_empty() {
+                timonel_patch::strategic_merge_patch(current, patch, "", &timonel_patch::NoTypes)
+            } else {
+                timonel_patch::strategic_merge_patch(current, patch, &info.definition, &types)
             }
+            .map_err(patch_error),
         },
         Change::Apply { applied, force } => apply_config(req, Some(current), applied, *force),
     }
@@ -689,7 +730,10 @@ fn apply_config(
             ApiError::new(
                 409,
                 "Conflict",
-                format!("Apply failed with {n} conflict{plural}: {}", detail.join("\n")),
+                format!(
+                    "Apply failed with {n} conflict{plural}: {}",
+                    detail.join("\n")
+                ),
             )
             .with_causes(causes)
         }
@@ -727,7 +771,9 @@ async fn write(
         let current_value = state.convert_out(&info, &current.value);
         let mut new = apply_change(req, &current_value, &change)?;
         if !new.is_object() {
-            return Err(ApiError::bad_request("the patched object is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the patched object is not a JSON object",
+            ));
         }
         check_type(&info, &mut new)?;
         if matches!(change, Change::Patch { .. }) {
@@ -753,7 +799,9 @@ async fn write(
         }
         default_and_validate(state, &info, &mut new, Some(&current_value))?;
         if tracks_generation(&info, &new) {
-            let generation = current_value["metadata"]["generation"].as_i64().unwrap_or(1);
+            let generation = current_value["metadata"]["generation"]
+                .as_i64()
+                .unwrap_or(1);
             let bumped = if spec_part(&new) != spec_part(&current_value) {
                 generation + 1
             } else {
@@ -832,7 +880,11 @@ async fn create_applied(
             .as_str()
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
-        match state.store.update(&key, encode_for_store(&created), revision).await {
+        match state
+            .store
+            .update(&key, encode_for_store(&created), revision)
+            .await
+        {
             Ok(rev) => {
                 set_resource_version(&mut created, rev);
                 state.cache.wait_for(rev).await;
@@ -847,7 +899,12 @@ async fn create_applied(
 
 /// The spec/status split: writes to the main resource keep the status, writes to /status keep
 /// everything else.
-fn merge_subresource(info: &ResourceInfo, current: &Value, mut new: Value, sub: Option<&str>) -> Value {
+fn merge_subresource(
+    info: &ResourceInfo,
+    current: &Value,
+    mut new: Value,
+    sub: Option<&str>,
+) -> Value {
     match sub {
         Some("status") => {
             let mut merged = current.clone();
@@ -930,7 +987,10 @@ fn delete_options(req: &Request<'_>) -> Result<DeleteOptions, ApiError> {
         .map(str::to_string)
         .or_else(|| q.get("propagationPolicy").map(str::to_string));
     if propagation.is_none() {
-        match body["orphanDependents"].as_bool().or_else(|| q.get("orphanDependents").map(|v| v == "true")) {
+        match body["orphanDependents"]
+            .as_bool()
+            .or_else(|| q.get("orphanDependents").map(|v| v == "true"))
+        {
             Some(true) => propagation = Some("Orphan".into()),
             Some(false) => propagation = Some("Background".into()),
             None => {}
@@ -945,7 +1005,9 @@ fn delete_options(req: &Request<'_>) -> Result<DeleteOptions, ApiError> {
             "",
             vec![Cause {
                 reason: "FieldValueNotSupported".into(),
-                message: format!("Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""),
+                message: format!(
+                    "Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+                ),
                 field: "propagationPolicy".into(),
             }],
         ));
@@ -958,7 +1020,9 @@ fn delete_options(req: &Request<'_>) -> Result<DeleteOptions, ApiError> {
         grace_period,
         propagation,
         precondition_uid: body["preconditions"]["uid"].as_str().map(str::to_string),
-        precondition_rv: body["preconditions"]["resourceVersion"].as_str().map(str::to_string),
+        precondition_rv: body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
         dry_run,
     })
 }
@@ -1008,7 +1072,10 @@ async fn delete_object(
                 ),
             ));
         }
-        let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+        let mut finalizers: Vec<Value> = obj["metadata"]["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut changed = false;
         match options.propagation.as_deref() {
             Some("Orphan") if !finalizers.contains(&json!("orphan")) => {
@@ -1125,7 +1192,8 @@ fn selector_string(selector: &Value) -> String {
     if let Some(s) = selector.as_str() {
         return s.to_string();
     }
-    let map = if selector.get("matchLabels").is_some() || selector.get("matchExpressions").is_some() {
+    let map = if selector.get("matchLabels").is_some() || selector.get("matchExpressions").is_some()
+    {
         &selector["matchLabels"]
     } else {
         selector
@@ -1138,7 +1206,11 @@ fn selector_string(selector: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    for expr in selector["matchExpressions"].as_array().into_iter().flatten() {
+    for expr in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let key = expr["key"].as_str().unwrap_or_default();
         let values: Vec<&str> = expr["values"]
             .as_array()
@@ -1183,10 +1255,17 @@ fn get_scale(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
         .cache
         .get(&req.key(name))
         .ok_or_else(|| ApiError::not_found(req.resource(), name))?;
-    Ok(Reply::json(StatusCode::OK, scale_of(&req.info, &cached.value)))
+    Ok(Reply::json(
+        StatusCode::OK,
+        scale_of(&req.info, &cached.value),
+    ))
 }
 
-async fn update_scale(state: &Arc<State>, req: &Request<'_>, verb: Verb) -> Result<Reply, ApiError> {
+async fn update_scale(
+    state: &Arc<State>,
+    req: &Request<'_>,
+    verb: Verb,
+) -> Result<Reply, ApiError> {
     let name = req.path.name.clone().unwrap_or_default();
     let key = req.key(&name);
     let (spec_path, _, _) = scale_paths(&req.info);
@@ -1216,12 +1295,16 @@ async fn update_scale(state: &Arc<State>, req: &Request<'_>, verb: Verb) -> Resu
                 &name,
                 vec![Cause {
                     reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    message: format!(
+                        "Invalid value: {replicas}: must be greater than or equal to 0"
+                    ),
                     field: "spec.replicas".into(),
                 }],
             ));
         }
-        if let Some(rv) = new_scale["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty())
+        if let Some(rv) = new_scale["metadata"]["resourceVersion"]
+            .as_str()
+            .filter(|s| !s.is_empty())
             && parse_revision(rv)? != current.mod_revision
         {
             return Err(ApiError::modified(req.resource(), &name));
@@ -1281,9 +1364,14 @@ mod tests {
 
     #[test]
     fn selector_strings_match_kubectl() {
-        assert_eq!(selector_string(&json!({"matchLabels": {"b": "2", "a": "1"}})), "a=1,b=2");
         assert_eq!(
-            selector_string(&json!({"matchExpressions": [{"key": "x", "operator": "In", "values": ["p", "q"]}]})),
+            selector_string(&json!({"matchLabels": {"b": "2", "a": "1"}})),
+            "a=1,b=2"
+        );
+        assert_eq!(
+            selector_string(
+                &json!({"matchExpressions": [{"key": "x", "operator": "In", "values": ["p", "q"]}]})
+            ),
             "x in (p,q)"
         );
     }

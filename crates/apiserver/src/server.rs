@@ -167,7 +167,10 @@ pub struct State {
 }
 
 impl State {
-    pub async fn new(store: Arc<dyn Store>, authenticator: Authenticator) -> anyhow::Result<Arc<State>> {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+    ) -> anyhow::Result<Arc<State>> {
         let cache = Cache::start(store.clone()).await?;
         let state = Arc::new(State {
             registry: Registry::new(),
@@ -203,7 +206,11 @@ impl State {
 }
 
 /// Serves one HTTP request.
-pub async fn handle<B>(state: Arc<State>, cert_user: Option<User>, req: hyper::Request<B>) -> Response<Body>
+pub async fn handle<B>(
+    state: Arc<State>,
+    cert_user: Option<User>,
+    req: hyper::Request<B>,
+) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -215,12 +222,17 @@ where
 
     // Health and version answer without credentials, as upstream's default RBAC allows.
     match path.as_str() {
-        "/livez" | "/healthz" | "/livez/ping" | "/healthz/ping" => return text(StatusCode::OK, "ok"),
+        "/livez" | "/healthz" | "/livez/ping" | "/healthz/ping" => {
+            return text(StatusCode::OK, "ok");
+        }
         "/readyz" | "/readyz/ping" => {
             return if state.is_ready() {
                 text(StatusCode::OK, "ok")
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "[-]store not ready\nreadyz check failed")
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "[-]store not ready\nreadyz check failed",
+                )
             };
         }
         "/version" => return Reply::json(StatusCode::OK, discovery::version()).into_response(),
@@ -243,27 +255,29 @@ where
                 "method {} is not allowed here",
                 parts.method
             ))),
-            Some(verb) => {
-                match resolve(&state, &resource_path) {
-                    Err(err) => Err(err),
-                    Ok(info) => {
-                        let request = rest::Request {
-                            info,
-                            path: &resource_path,
-                            query: &query,
-                            user: &user,
-                            content_type: header("content-type"),
-                            accept,
-                            user_agent: header("user-agent"),
-                            body: &body,
-                        };
-                        rest::handle(&state, request, verb).await
-                    }
+            Some(verb) => match resolve(&state, &resource_path) {
+                Err(err) => Err(err),
+                Ok(info) => {
+                    let request = rest::Request {
+                        info,
+                        path: &resource_path,
+                        query: &query,
+                        user: &user,
+                        content_type: header("content-type"),
+                        accept,
+                        user_agent: header("user-agent"),
+                        body: &body,
+                    };
+                    rest::handle(&state, request, verb).await
                 }
-            }
+            },
         }
     } else {
-        Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+        Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ))
     };
     let response = match result {
         Ok(reply) => reply.into_response(),
@@ -276,18 +290,29 @@ where
     response
 }
 
-fn resolve(state: &State, path: &crate::request::ResourcePath) -> Result<Arc<ResourceInfo>, ApiError> {
+fn resolve(
+    state: &State,
+    path: &crate::request::ResourcePath,
+) -> Result<Arc<ResourceInfo>, ApiError> {
     state
         .registry
         .lookup(&path.group, &path.version, &path.resource)
-        .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 

@@ -11,10 +11,10 @@ use timonel_api::status::ApiError;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::cache::{EventType, WatchEvent, WatchStart};
+use crate::glue;
 use crate::request::Representation;
 use crate::rest::{Filter, Request, include_object, partial_metadata};
 use crate::server::{Reply, State};
-use crate::glue;
 
 /// How often an idle watch with bookmarks enabled gets a BOOKMARK.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -117,14 +117,18 @@ pub fn serve(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
                 (objects, live, revision, Vec::new())
             }
             Some(rv) => {
-                let from: i64 = rv
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+                let from: i64 = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv}"))
+                })?;
                 match state.cache.watch_from(Some(from)) {
-                    Ok(WatchStart::Events(past, live, revision)) => (Vec::new(), live, revision, past),
+                    Ok(WatchStart::Events(past, live, revision)) => {
+                        (Vec::new(), live, revision, past)
+                    }
                     Err(oldest) => {
                         // Upstream answers 200 and a single ERROR event with 410 inside.
-                        let err = ApiError::expired(format!("too old resource version: {from} ({oldest})"));
+                        let err = ApiError::expired(format!(
+                            "too old resource version: {from} ({oldest})"
+                        ));
                         let line = error_line(&err);
                         let (tx, rx) = mpsc::channel::<Bytes>(1);
                         let _ = tx.try_send(line);
@@ -142,7 +146,12 @@ pub fn serve(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
                 return;
             }
         }
-        if send_initial && tx.send(encoder.bookmark(start_revision, true)).await.is_err() {
+        if send_initial
+            && tx
+                .send(encoder.bookmark(start_revision, true))
+                .await
+                .is_err()
+        {
             return;
         }
         let mut last_revision = start_revision;
@@ -213,5 +222,7 @@ async fn forward(
         (_, true, false) => "DELETED",
         _ => return true,
     };
-    tx.send(encoder.line(state, kind, &event.object)).await.is_ok()
+    tx.send(encoder.line(state, kind, &event.object))
+        .await
+        .is_ok()
 }

@@ -24,8 +24,12 @@ async fn state() -> Arc<State> {
         )],
     };
     let state = State::new(store, auth).await.unwrap();
-    timonel_apiserver::admission::bootstrap(&state).await.unwrap();
-    state.ready.store(true, std::sync::atomic::Ordering::Release);
+    timonel_apiserver::admission::bootstrap(&state)
+        .await
+        .unwrap();
+    state
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
     state
 }
 
@@ -75,7 +79,8 @@ impl<'a> Call<'a> {
         let resp = handle(state.clone(), None, req).await;
         let status = resp.status().as_u16();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, value)
     }
 }
@@ -117,7 +122,12 @@ async fn default_namespaces_exist() {
     let s = state().await;
     let (code, list) = Call::new(Method::GET, "/api/v1/namespaces").send(&s).await;
     assert_eq!(code, 200);
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|n| n["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         assert!(names.contains(&ns), "{ns} missing from {names:?}");
     }
@@ -128,27 +138,46 @@ async fn default_namespaces_exist() {
 async fn create_get_update_conflict_delete() {
     let s = state().await;
     let path = "/api/v1/namespaces/default/configmaps";
-    let (code, created) = Call::new(Method::POST, path).json(configmap("c1")).send(&s).await;
+    let (code, created) = Call::new(Method::POST, path)
+        .json(configmap("c1"))
+        .send(&s)
+        .await;
     assert_eq!(code, 201, "{created}");
     assert!(created["metadata"]["uid"].is_string());
-    let rv = created["metadata"]["resourceVersion"].as_str().unwrap().to_string();
-    let (code, again) = Call::new(Method::POST, path).json(configmap("c1")).send(&s).await;
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, again) = Call::new(Method::POST, path)
+        .json(configmap("c1"))
+        .send(&s)
+        .await;
     assert_eq!(code, 409);
     assert_eq!(again["reason"], "AlreadyExists");
 
     let mut stale = created.clone();
     stale["data"]["a"] = json!("2");
-    let (code, updated) = Call::new(Method::PUT, "/api/v1/namespaces/default/configmaps/c1").json(stale.clone()).send(&s).await;
+    let (code, updated) = Call::new(Method::PUT, "/api/v1/namespaces/default/configmaps/c1")
+        .json(stale.clone())
+        .send(&s)
+        .await;
     assert_eq!(code, 200, "{updated}");
     assert_ne!(updated["metadata"]["resourceVersion"].as_str().unwrap(), rv);
     // The same stale resourceVersion now conflicts.
-    let (code, conflict) = Call::new(Method::PUT, "/api/v1/namespaces/default/configmaps/c1").json(stale).send(&s).await;
+    let (code, conflict) = Call::new(Method::PUT, "/api/v1/namespaces/default/configmaps/c1")
+        .json(stale)
+        .send(&s)
+        .await;
     assert_eq!(code, 409);
     assert_eq!(conflict["reason"], "Conflict");
 
-    let (code, _) = Call::new(Method::DELETE, "/api/v1/namespaces/default/configmaps/c1").send(&s).await;
+    let (code, _) = Call::new(Method::DELETE, "/api/v1/namespaces/default/configmaps/c1")
+        .send(&s)
+        .await;
     assert_eq!(code, 200);
-    let (code, gone) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/c1").send(&s).await;
+    let (code, gone) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/c1")
+        .send(&s)
+        .await;
     assert_eq!(code, 404);
     assert_eq!(gone["message"], "configmaps \"c1\" not found");
 }
@@ -156,14 +185,22 @@ async fn create_get_update_conflict_delete() {
 #[tokio::test]
 async fn missing_namespace_and_bad_names_are_rejected_without_writes() {
     let s = state().await;
-    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/nope/configmaps").json(configmap("x")).send(&s).await;
+    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/nope/configmaps")
+        .json(configmap("x"))
+        .send(&s)
+        .await;
     assert_eq!(code, 404);
     assert_eq!(body["details"]["kind"], "namespaces");
-    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/default/configmaps").json(configmap("Foo_Bar")).send(&s).await;
+    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/default/configmaps")
+        .json(configmap("Foo_Bar"))
+        .send(&s)
+        .await;
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["reason"], "Invalid");
     assert_eq!(body["details"]["causes"][0]["field"], "metadata.name");
-    let (_, list) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps").send(&s).await;
+    let (_, list) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps")
+        .send(&s)
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }
 
@@ -172,7 +209,10 @@ async fn oversized_and_malformed_bodies() {
     let s = state().await;
     let mut big = configmap("big");
     big["data"]["a"] = json!("x".repeat(3 * 1024 * 1024 + 10));
-    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/default/configmaps").json(big).send(&s).await;
+    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/default/configmaps")
+        .json(big)
+        .send(&s)
+        .await;
     assert_eq!(code, 413);
     assert_eq!(body["reason"], "RequestEntityTooLarge");
     let mut call = Call::new(Method::POST, "/api/v1/namespaces/default/configmaps");
@@ -187,16 +227,28 @@ async fn strict_field_validation_rejects_unknown_fields() {
     let s = state().await;
     let mut d = deployment("web", "nginx:1.27");
     d["spec"]["replicasx"] = json!(3);
-    let (code, body) = Call::new(Method::POST, "/apis/apps/v1/namespaces/default/deployments?fieldValidation=Strict")
-        .json(d.clone())
-        .send(&s)
-        .await;
+    let (code, body) = Call::new(
+        Method::POST,
+        "/apis/apps/v1/namespaces/default/deployments?fieldValidation=Strict",
+    )
+    .json(d.clone())
+    .send(&s)
+    .await;
     assert_eq!(code, 400, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("strict decoding error: unknown field \"spec.replicasx\""), "{body}");
-    let (code, _) = Call::new(Method::POST, "/apis/apps/v1/namespaces/default/deployments?fieldValidation=Ignore")
-        .json(d)
-        .send(&s)
-        .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict decoding error: unknown field \"spec.replicasx\""),
+        "{body}"
+    );
+    let (code, _) = Call::new(
+        Method::POST,
+        "/apis/apps/v1/namespaces/default/deployments?fieldValidation=Ignore",
+    )
+    .json(d)
+    .send(&s)
+    .await;
     assert_eq!(code, 201);
 }
 
@@ -204,14 +256,20 @@ async fn strict_field_validation_rejects_unknown_fields() {
 async fn deployment_defaults_generation_and_status_split() {
     let s = state().await;
     let base = "/apis/apps/v1/namespaces/default/deployments";
-    let (code, d) = Call::new(Method::POST, base).json(deployment("web", "nginx:1.27")).send(&s).await;
+    let (code, d) = Call::new(Method::POST, base)
+        .json(deployment("web", "nginx:1.27"))
+        .send(&s)
+        .await;
     assert_eq!(code, 201, "{d}");
     assert_eq!(d["spec"]["replicas"], 1);
     assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
     assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
     assert_eq!(d["metadata"]["generation"], 1);
     assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
 
     // A status write leaves spec and generation alone.
     let (code, st) = Call::new(Method::PATCH, &format!("{base}/web/status"))
@@ -262,11 +320,18 @@ async fn finalizers_hold_deletion_until_removed() {
     let s = state().await;
     let mut cm = configmap("held");
     cm["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    Call::new(Method::POST, "/api/v1/namespaces/default/configmaps").json(cm).send(&s).await;
-    let (code, body) = Call::new(Method::DELETE, "/api/v1/namespaces/default/configmaps/held").send(&s).await;
+    Call::new(Method::POST, "/api/v1/namespaces/default/configmaps")
+        .json(cm)
+        .send(&s)
+        .await;
+    let (code, body) = Call::new(Method::DELETE, "/api/v1/namespaces/default/configmaps/held")
+        .send(&s)
+        .await;
     assert_eq!(code, 202, "{body}");
     assert!(body["metadata"]["deletionTimestamp"].is_string());
-    let (code, _) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/held").send(&s).await;
+    let (code, _) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/held")
+        .send(&s)
+        .await;
     assert_eq!(code, 200);
     let (code, _) = Call::new(Method::PATCH, "/api/v1/namespaces/default/configmaps/held")
         .content_type("application/merge-patch+json")
@@ -274,16 +339,26 @@ async fn finalizers_hold_deletion_until_removed() {
         .send(&s)
         .await;
     assert_eq!(code, 200);
-    let (code, _) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/held").send(&s).await;
+    let (code, _) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/held")
+        .send(&s)
+        .await;
     assert_eq!(code, 404);
 }
 
 #[tokio::test]
 async fn dry_run_writes_nothing() {
     let s = state().await;
-    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/default/configmaps?dryRun=All").json(configmap("dry")).send(&s).await;
+    let (code, body) = Call::new(
+        Method::POST,
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+    )
+    .json(configmap("dry"))
+    .send(&s)
+    .await;
     assert_eq!(code, 201, "{body}");
-    let (code, _) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/dry").send(&s).await;
+    let (code, _) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps/dry")
+        .send(&s)
+        .await;
     assert_eq!(code, 404);
 }
 
@@ -293,31 +368,59 @@ async fn label_selectors_limit_and_continue() {
     for i in 0..5 {
         let mut cm = configmap(&format!("c{i}"));
         cm["metadata"]["labels"] = json!({"parity": if i % 2 == 0 { "even" } else { "odd" }});
-        Call::new(Method::POST, "/api/v1/namespaces/default/configmaps").json(cm).send(&s).await;
+        Call::new(Method::POST, "/api/v1/namespaces/default/configmaps")
+            .json(cm)
+            .send(&s)
+            .await;
     }
-    let (_, even) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps?labelSelector=parity%3Deven").send(&s).await;
+    let (_, even) = Call::new(
+        Method::GET,
+        "/api/v1/namespaces/default/configmaps?labelSelector=parity%3Deven",
+    )
+    .send(&s)
+    .await;
     assert_eq!(even["items"].as_array().unwrap().len(), 3);
-    let (_, page) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps?limit=2").send(&s).await;
+    let (_, page) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps?limit=2")
+        .send(&s)
+        .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 2);
     let token = page["metadata"]["continue"].as_str().unwrap().to_string();
-    let (_, rest) = Call::new(Method::GET, &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}")).send(&s).await;
+    let (_, rest) = Call::new(
+        Method::GET,
+        &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={token}"),
+    )
+    .send(&s)
+    .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 3);
     assert!(rest["metadata"]["continue"].is_null());
-    let (_, by_name) = Call::new(Method::GET, "/api/v1/configmaps?fieldSelector=metadata.name%3Dc3").send(&s).await;
+    let (_, by_name) = Call::new(
+        Method::GET,
+        "/api/v1/configmaps?fieldSelector=metadata.name%3Dc3",
+    )
+    .send(&s)
+    .await;
     assert_eq!(by_name["items"][0]["metadata"]["name"], "c3");
 }
 
 #[tokio::test]
 async fn tables_for_kubectl_get() {
     let s = state().await;
-    Call::new(Method::POST, "/api/v1/namespaces/default/configmaps").json(configmap("t")).send(&s).await;
+    Call::new(Method::POST, "/api/v1/namespaces/default/configmaps")
+        .json(configmap("t"))
+        .send(&s)
+        .await;
     let (code, table) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps")
         .accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json")
         .send(&s)
         .await;
     assert_eq!(code, 200);
     assert_eq!(table["kind"], "Table");
-    let columns: Vec<&str> = table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(columns, ["Name", "Data", "Age"]);
     assert_eq!(table["rows"][0]["cells"][0], "t");
     assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
@@ -327,13 +430,25 @@ async fn tables_for_kubectl_get() {
 async fn discovery_lists_groups_and_resources() {
     let s = state().await;
     let (_, apis) = Call::new(Method::GET, "/apis").send(&s).await;
-    let groups: Vec<&str> = apis["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    let groups: Vec<&str> = apis["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
     assert!(groups.contains(&"apps") && groups.contains(&"apiextensions.k8s.io"));
     let (_, v1) = Call::new(Method::GET, "/api/v1").send(&s).await;
-    let names: Vec<&str> = v1["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v1["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"pods/eviction") && names.contains(&"pods/log"));
     let (_, agg) = Call::new(Method::GET, "/apis")
-        .accept("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")
+        .accept(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
         .send(&s)
         .await;
     assert_eq!(agg["kind"], "APIGroupDiscoveryList");
@@ -342,21 +457,40 @@ async fn discovery_lists_groups_and_resources() {
 #[tokio::test]
 async fn watch_streams_changes_after_a_resource_version() {
     let s = state().await;
-    let (_, list) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps").send(&s).await;
-    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let (_, list) = Call::new(Method::GET, "/api/v1/namespaces/default/configmaps")
+        .send(&s)
+        .await;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let req = hyper::Request::builder()
-        .uri(format!("/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"))
+        .uri(format!(
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}"
+        ))
         .header("authorization", format!("Bearer {TOKEN}"))
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = handle(s.clone(), None, req).await;
-    assert_eq!(resp.headers()["content-type"], "application/json;stream=watch");
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json;stream=watch"
+    );
     let mut body = resp.into_body();
-    Call::new(Method::POST, "/api/v1/namespaces/default/configmaps").json(configmap("w1")).send(&s).await;
-    Call::new(Method::DELETE, "/api/v1/namespaces/default/configmaps/w1").send(&s).await;
+    Call::new(Method::POST, "/api/v1/namespaces/default/configmaps")
+        .json(configmap("w1"))
+        .send(&s)
+        .await;
+    Call::new(Method::DELETE, "/api/v1/namespaces/default/configmaps/w1")
+        .send(&s)
+        .await;
     let mut lines = Vec::new();
     while lines.len() < 2 {
-        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.unwrap().unwrap().unwrap();
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let data = frame.into_data().unwrap();
         for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             lines.push(serde_json::from_slice::<Value>(line).unwrap());
@@ -383,16 +517,39 @@ async fn crd_serves_custom_resources_with_validation() {
                     "status": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]
         }
     });
-    let (code, body) = Call::new(Method::POST, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").json(crd).send(&s).await;
+    let (code, body) = Call::new(
+        Method::POST,
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+    )
+    .json(crd)
+    .send(&s)
+    .await;
     assert_eq!(code, 201, "{body}");
     let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 2, "color": "red"}});
-    let (code, body) = Call::new(Method::POST, "/apis/example.com/v1/namespaces/default/widgets").json(w).send(&s).await;
+    let (code, body) = Call::new(
+        Method::POST,
+        "/apis/example.com/v1/namespaces/default/widgets",
+    )
+    .json(w)
+    .send(&s)
+    .await;
     assert_eq!(code, 201, "{body}");
     let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"size": "big"}});
-    let (code, body) = Call::new(Method::POST, "/apis/example.com/v1/namespaces/default/widgets").json(bad).send(&s).await;
+    let (code, body) = Call::new(
+        Method::POST,
+        "/apis/example.com/v1/namespaces/default/widgets",
+    )
+    .json(bad)
+    .send(&s)
+    .await;
     assert_eq!(code, 422, "{body}");
     assert_eq!(body["details"]["causes"][0]["field"], "spec.size");
-    let (code, scale) = Call::new(Method::GET, "/apis/example.com/v1/namespaces/default/widgets/w/scale").send(&s).await;
+    let (code, scale) = Call::new(
+        Method::GET,
+        "/apis/example.com/v1/namespaces/default/widgets/w/scale",
+    )
+    .send(&s)
+    .await;
     assert_eq!(code, 200);
     assert_eq!(scale["spec"]["replicas"], 2);
 }

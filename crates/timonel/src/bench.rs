@@ -66,7 +66,9 @@ impl Drop for ServerProcess {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -83,7 +85,9 @@ async fn ready(port: u16) -> bool {
     // /readyz needs no credentials; a TLS handshake + request via a raw client is simplest with
     // curl-free std: use kube's HTTP stack only after the kubeconfig exists, so poll the TCP
     // port and the kubeconfig file first, then /readyz through the client below.
-    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
 }
 
 async fn start_server(store: &str) -> anyhow::Result<ServerProcess> {
@@ -94,7 +98,8 @@ async fn start_server(store: &str) -> anyhow::Result<ServerProcess> {
         "sqlite" => (String::new(), None),
         "memory" => ("memory://".to_string(), None),
         "etcd" => {
-            let etcd = tokio::task::spawn_blocking(timonel_store::testing::EtcdServer::start).await??;
+            let etcd =
+                tokio::task::spawn_blocking(timonel_store::testing::EtcdServer::start).await??;
             (etcd.endpoint(), Some(etcd))
         }
         other => bail!("unknown store {other:?}: use sqlite, etcd or memory"),
@@ -173,7 +178,12 @@ async fn create_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
 }
 
 /// Creates `count` objects from `clients` concurrent tasks; returns per-request latencies.
-async fn create_many<F>(client: &Client, count: usize, clients: usize, make: F) -> anyhow::Result<(Duration, Vec<Duration>)>
+async fn create_many<F>(
+    client: &Client,
+    count: usize,
+    clients: usize,
+    make: F,
+) -> anyhow::Result<(Duration, Vec<Duration>)>
 where
     F: Fn(usize) -> anyhow::Result<(String, serde_json::Value)> + Send + Sync + 'static,
 {
@@ -221,7 +231,10 @@ async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         startups.push(server.ready_after);
     }
     startups.sort();
-    println!("start to /readyz (fresh data dir, best of 3): {}", ms(startups[0]));
+    println!(
+        "start to /readyz (fresh data dir, best of 3): {}",
+        ms(startups[0])
+    );
 
     let server = start_server(&args.store).await?;
     let pid = server.child.id();
@@ -263,7 +276,11 @@ async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         let list = pods.list(&ListParams::default()).await?;
         list_times.push(t.elapsed());
         if list.items.len() != args.list_pods {
-            bail!("listed {} pods, expected {}", list.items.len(), args.list_pods);
+            bail!(
+                "listed {} pods, expected {}",
+                list.items.len(),
+                args.list_pods
+            );
         }
     }
     list_times.sort();
@@ -276,7 +293,12 @@ async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     // Watch fan-out: every watcher must see every event.
     create_namespace(&client, "bench-watch").await?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
-    let rv = cms.list(&ListParams::default()).await?.metadata.resource_version.unwrap_or_default();
+    let rv = cms
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let events_per_watcher = 2_000usize;
     let received = Arc::new(AtomicU64::new(0));
     let mut watchers = Vec::new();
@@ -285,7 +307,10 @@ async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
         let rv = rv.clone();
         let received = received.clone();
         watchers.push(tokio::spawn(async move {
-            let mut stream = cms.watch(&WatchParams::default().timeout(290), &rv).await?.boxed();
+            let mut stream = cms
+                .watch(&WatchParams::default().timeout(290), &rv)
+                .await?
+                .boxed();
             let mut seen = 0;
             while seen < events_per_watcher {
                 match stream.try_next().await? {

@@ -9,7 +9,11 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "timonel", version, about = "A Kubernetes-compatible orchestrator in one binary")]
+#[command(
+    name = "timonel",
+    version,
+    about = "A Kubernetes-compatible orchestrator in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

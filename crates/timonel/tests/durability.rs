@@ -12,7 +12,11 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_server(data_dir: &Path, port: u16) -> Child {
@@ -34,7 +38,11 @@ async fn wait_ready(data_dir: &Path, port: u16) -> Client {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let kubeconfig = data_dir.join("kubeconfig.yaml");
-        if kubeconfig.exists() && tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if kubeconfig.exists()
+            && tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        {
             let config = Config::from_custom_kubeconfig(
                 Kubeconfig::read_from(&kubeconfig).unwrap(),
                 &KubeConfigOptions::default(),
@@ -47,13 +55,17 @@ async fn wait_ready(data_dir: &Path, port: u16) -> Client {
                 return client;
             }
         }
-        assert!(Instant::now() < deadline, "server did not become ready in 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "server did not become ready in 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn configmap(name: &str) -> ConfigMap {
-    serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"k": name}})).unwrap()
+    serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"k": name}}))
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,9 +111,17 @@ async fn sigkill_during_writes_loses_no_acknowledged_write() {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
-    let lost: Vec<&String> = acknowledged.iter().filter(|n| !stored.contains(*n)).collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|n| !stored.contains(*n))
+        .collect();
     server.kill().ok();
     server.wait().ok();
-    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     assert!(acknowledged.len() >= 500);
 }
