@@ -84,12 +84,10 @@ pub fn explain_describe_and_auth(s: &Session) {
         "{described}"
     );
 
-    s.kubectl_ok(&[
-        "create",
-        "configmap",
-        "described",
-        "--from-literal=greeting=hello",
-    ]);
+    // JSON create: the protobuf generators have a test of their own.
+    s.create_stdin(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: described\ndata:\n  greeting: hello\n",
+    );
     let described = s.kubectl_ok(&["describe", "configmap", "described"]);
     assert_eq!(
         describe_field(&described, "Name:"),
