@@ -147,6 +147,31 @@ pub fn validate_extra(
     old: Option<&Value>,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
+    if let Some(old) = old
+        && old["metadata"]["deletionTimestamp"].is_string()
+    {
+        let before: Vec<&Value> = old["metadata"]["finalizers"]
+            .as_array()
+            .map(|f| f.iter().collect())
+            .unwrap_or_default();
+        let added: Vec<String> = obj["metadata"]["finalizers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| !before.contains(f))
+            .map(|f| format!("{:?}", f.as_str().unwrap_or_default()))
+            .collect();
+        if !added.is_empty() {
+            errors.push(FieldError {
+                field: "metadata.finalizers".into(),
+                reason: ErrorType::FieldValueForbidden,
+                message: format!(
+                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    added.join(", ")
+                ),
+            });
+        }
+    }
     if info.group == "apiextensions.k8s.io"
         && info.kind == "CustomResourceDefinition"
         && old.is_none()

@@ -352,6 +352,9 @@ fn openapi_document(state: &State, group: &str, version: &str) -> Option<Value> 
         .with_dynamic(&dynamic)
         .v3_document(group, version, &resources);
     glue::add_patch_extensions(&mut doc);
+    if let Some(schemas) = doc.get_mut("components") {
+        glue::wrap_described_refs(schemas);
+    }
     Some(doc)
 }
 

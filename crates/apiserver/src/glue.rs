@@ -116,3 +116,25 @@ pub fn add_patch_extensions(doc: &mut Value) {
         }
     }
 }
+
+/// kubectl's OpenAPI reader ignores siblings of `$ref`, so a field's own description must sit
+/// beside an `allOf: [{$ref}]` wrapper, as upstream's v3 documents do.
+pub fn wrap_described_refs(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            // A `properties` map may have a property named `$ref` (JSONSchemaProps does):
+            // only a string `$ref` is a reference.
+            if map.len() > 1
+                && map.get("$ref").is_some_and(Value::is_string)
+                && let Some(reference) = map.remove("$ref")
+            {
+                map.insert("allOf".into(), serde_json::json!([{"$ref": reference}]));
+            }
+            for child in map.values_mut() {
+                wrap_described_refs(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(wrap_described_refs),
+        _ => {}
+    }
+}
