@@ -829,7 +829,10 @@ async fn write(
         let finalizers_done = new["metadata"]["deletionTimestamp"].is_string()
             && new["metadata"]["finalizers"]
                 .as_array()
-                .is_none_or(|f| f.is_empty());
+                .is_none_or(|f| f.is_empty())
+            && new["spec"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty() || info.kind != "Namespace");
         if req.query.dry_run() {
             return Ok((StatusCode::OK, new));
         }
@@ -920,7 +923,25 @@ fn merge_subresource(
             }
             merged
         }
-        None if info.has_subresource("status") && info.kind != "Namespace" => {
+        Some("finalize") => {
+            // Only the namespace's spec.finalizers change through /finalize.
+            let mut merged = current.clone();
+            merged["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+            if let Some(rv) = new["metadata"].get("resourceVersion").cloned() {
+                meta_mut(&mut merged).insert("resourceVersion".into(), rv);
+            }
+            merged
+        }
+        None if info.has_subresource("status") => {
+            if info.kind == "Namespace" && info.group.is_empty() {
+                // Namespace finalizers change only through /finalize, as upstream.
+                new["spec"]["finalizers"] = current["spec"]["finalizers"].clone();
+                if new["spec"]["finalizers"].is_null()
+                    && let Some(spec) = new["spec"].as_object_mut()
+                {
+                    spec.remove("finalizers");
+                }
+            }
             match current.get("status") {
                 Some(status) => new["status"] = status.clone(),
                 None => {

@@ -553,3 +553,45 @@ async fn crd_serves_custom_resources_with_validation() {
     assert_eq!(code, 200);
     assert_eq!(scale["spec"]["replicas"], 2);
 }
+
+#[tokio::test]
+async fn namespace_deletion_waits_for_finalize() {
+    let s = state().await;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}});
+    let (code, created) = Call::new(Method::POST, "/api/v1/namespaces")
+        .json(ns)
+        .send(&s)
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
+    let (code, deleting) = Call::new(Method::DELETE, "/api/v1/namespaces/doomed")
+        .send(&s)
+        .await;
+    assert_eq!(code, 202, "{deleting}");
+    assert_eq!(deleting["status"]["phase"], "Terminating");
+    // New content is refused while terminating.
+    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/doomed/configmaps")
+        .json(configmap("late"))
+        .send(&s)
+        .await;
+    assert_eq!(code, 403, "{body}");
+    // An ordinary update cannot drop the spec finalizer; /finalize can.
+    let mut update = deleting.clone();
+    update["spec"]["finalizers"] = json!([]);
+    let (code, kept) = Call::new(Method::PUT, "/api/v1/namespaces/doomed")
+        .json(update.clone())
+        .send(&s)
+        .await;
+    assert_eq!(code, 200, "{kept}");
+    assert_eq!(kept["spec"]["finalizers"], json!(["kubernetes"]));
+    update["metadata"]["resourceVersion"] = kept["metadata"]["resourceVersion"].clone();
+    let (code, body) = Call::new(Method::PUT, "/api/v1/namespaces/doomed/finalize")
+        .json(update)
+        .send(&s)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = Call::new(Method::GET, "/api/v1/namespaces/doomed")
+        .send(&s)
+        .await;
+    assert_eq!(code, 404);
+}
