@@ -74,8 +74,17 @@ fn main() {
     });
     if let Err(err) = result {
         // One clear line, as the issue asks: the chain of causes joined.
-        let chain: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-        eprintln!("timonel: {}", chain.join(": "));
+        // Some errors already print their cause; do not repeat it.
+        let mut line = String::new();
+        for cause in err.chain().map(|c| c.to_string()) {
+            if !line.contains(&cause) {
+                if !line.is_empty() {
+                    line.push_str(": ");
+                }
+                line.push_str(&cause);
+            }
+        }
+        eprintln!("timonel: {line}");
         std::process::exit(1);
     }
 }
