@@ -35,7 +35,7 @@ pub fn require_namespace(state: &State, namespace: &str) -> Result<(), ApiError>
             namespace,
         ));
     };
-    if ns.value["metadata"]["deletionTimestamp"].is_string() {
+    if ns.value()["metadata"]["deletionTimestamp"].is_string() {
         return Err(ApiError::forbidden(format!(
             "unable to create new content in namespace {namespace} because it is being terminated"
         )));
@@ -203,12 +203,12 @@ fn used_cluster_ips(state: &State) -> BTreeSet<String> {
     services
         .iter()
         .flat_map(|(_, s)| {
-            s.value["spec"]["clusterIPs"]
+            s.value()["spec"]["clusterIPs"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
                 .into_iter()
-                .chain(std::iter::once(s.value["spec"]["clusterIP"].clone()))
+                .chain(std::iter::once(s.value()["spec"]["clusterIP"].clone()))
         })
         .filter_map(|ip| ip.as_str().map(str::to_string))
         .collect()
@@ -221,7 +221,7 @@ fn used_node_ports(state: &State) -> BTreeSet<i64> {
     services
         .iter()
         .flat_map(|(_, s)| {
-            s.value["spec"]["ports"]
+            s.value()["spec"]["ports"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
@@ -413,13 +413,13 @@ pub fn load_crds(state: &State) {
     );
     let present: BTreeSet<String> = crds
         .iter()
-        .map(|(_, c)| name_of(&c.value).to_string())
+        .map(|(_, c)| name_of(&c.value()).to_string())
         .collect();
     for gone in state.registry.custom_crd_names().difference(&present) {
         state.registry.set_custom(gone, Vec::new());
     }
     for (_, crd) in crds {
-        register_crd(state, &crd.value);
+        register_crd(state, &crd.value());
     }
 }
 
@@ -455,7 +455,7 @@ pub async fn bind_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, Ap
             .cache
             .get(&key)
             .ok_or_else(|| ApiError::not_found(resource, &pod_name))?;
-        let mut pod = (*current.value).clone();
+        let mut pod = current.value();
         if let Some(existing) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
             return Err(ApiError::conflict(
                 resource,
@@ -523,10 +523,10 @@ pub async fn evict_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, A
         .cache
         .get(&key)
         .ok_or_else(|| ApiError::not_found(resource, &pod_name))?;
-    if current.value["metadata"]["deletionTimestamp"].is_string() {
+    if current.value()["metadata"]["deletionTimestamp"].is_string() {
         return Ok(Reply::json(StatusCode::CREATED, success()));
     }
-    let grace = graceful_period(&req.info, &current.value, None);
+    let grace = graceful_period(&req.info, &current.value(), None);
     let result = match grace {
         None => state
             .store
@@ -534,7 +534,7 @@ pub async fn evict_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, A
             .await
             .map(|(r, _)| r),
         Some(grace) => {
-            let mut pod = (*current.value).clone();
+            let mut pod = current.value();
             let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
             let meta = meta_mut(&mut pod);
             meta.insert(

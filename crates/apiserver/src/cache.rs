@@ -12,8 +12,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
+use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use timonel_store::{Event, Revision, Store, StoreError};
 use tokio::sync::{broadcast, watch};
 
@@ -39,10 +40,35 @@ impl EventType {
     }
 }
 
+/// One object as the cache keeps it: its JSON bytes (resourceVersion stamped), ready to be
+/// spliced into responses without re-serializing, plus the few fields lookups need.
 #[derive(Debug, Clone)]
 pub struct CachedObject {
-    pub value: Arc<Value>,
+    pub raw: Bytes,
     pub mod_revision: Revision,
+    pub api_version: Arc<str>,
+    pub labels: Arc<Map<String, Value>>,
+}
+
+impl CachedObject {
+    fn new(obj: &Value, mod_revision: Revision) -> CachedObject {
+        CachedObject {
+            raw: Bytes::from(serde_json::to_vec(obj).expect("JSON serializes")),
+            mod_revision,
+            api_version: Arc::from(obj["apiVersion"].as_str().unwrap_or_default()),
+            labels: Arc::new(
+                obj["metadata"]["labels"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// The parsed object (the cache only holds bytes it produced itself, so this cannot fail).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.raw).expect("cached objects are valid JSON")
+    }
 }
 
 #[derive(Debug)]
@@ -50,9 +76,9 @@ pub struct WatchEvent {
     pub kind: EventType,
     pub key: String,
     /// The object after the change (the last state for deletions), resourceVersion set.
-    pub object: Arc<Value>,
+    pub object: CachedObject,
     /// The object before the change, for watchers whose selector it used to match.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<CachedObject>,
     pub revision: Revision,
 }
 
@@ -164,14 +190,8 @@ impl Cache {
                     inner.revision = kv.mod_revision;
                     return;
                 };
-                let obj = Arc::new(obj);
-                let prev = inner.objects.insert(
-                    kv.key.clone(),
-                    CachedObject {
-                        value: obj.clone(),
-                        mod_revision: kv.mod_revision,
-                    },
-                );
+                let cached = CachedObject::new(&obj, kv.mod_revision);
+                let prev = inner.objects.insert(kv.key.clone(), cached.clone());
                 WatchEvent {
                     kind: if prev.is_some() {
                         EventType::Modified
@@ -179,38 +199,34 @@ impl Cache {
                         EventType::Added
                     },
                     key: kv.key,
-                    object: obj,
-                    prev: prev.map(|p| p.value),
+                    object: cached,
+                    prev,
                     revision: kv.mod_revision,
                 }
             }
             Event::Delete { prev, revision } => {
                 let last = inner.objects.remove(&prev.key);
-                let object = match last {
-                    Some(last) => {
-                        // A DELETED event carries the last state with the deletion's revision.
-                        let mut obj = (*last.value).clone();
-                        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                            meta.insert(
-                                "resourceVersion".into(),
-                                Value::String(revision.to_string()),
-                            );
-                        }
-                        Arc::new(obj)
-                    }
-                    None => match decode(&prev.value, revision) {
-                        Some(v) => Arc::new(v),
-                        None => {
-                            inner.revision = revision;
-                            return;
-                        }
-                    },
+                // A DELETED event carries the last state with the deletion's revision.
+                let last_value = match &last {
+                    Some(last) => Some(last.value()),
+                    None => decode(&prev.value, revision),
                 };
+                let Some(mut obj) = last_value else {
+                    inner.revision = revision;
+                    return;
+                };
+                if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.insert(
+                        "resourceVersion".into(),
+                        Value::String(revision.to_string()),
+                    );
+                }
+                let object = CachedObject::new(&obj, revision);
                 WatchEvent {
                     kind: EventType::Deleted,
                     key: prev.key,
-                    object: object.clone(),
-                    prev: Some(object),
+                    prev: Some(last.unwrap_or_else(|| object.clone())),
+                    object,
                     revision,
                 }
             }
@@ -258,7 +274,7 @@ impl Cache {
         &self,
         prefix: &str,
         start_after: Option<&str>,
-        mut keep: impl FnMut(&Value) -> bool,
+        mut keep: impl FnMut(&CachedObject) -> bool,
         limit: usize,
     ) -> (Vec<(String, CachedObject)>, Revision, bool) {
         let inner = self.inner.read().expect("cache lock");
@@ -272,7 +288,7 @@ impl Cache {
             if !key.starts_with(prefix) {
                 break;
             }
-            if !keep(&obj.value) {
+            if !keep(obj) {
                 continue;
             }
             if limit > 0 && out.len() == limit {
@@ -318,7 +334,7 @@ impl Cache {
         &self,
         prefix: &str,
     ) -> (
-        Vec<Arc<Value>>,
+        Vec<CachedObject>,
         broadcast::Receiver<Arc<WatchEvent>>,
         Revision,
     ) {
@@ -328,7 +344,7 @@ impl Cache {
             .objects
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, o)| o.value.clone())
+            .map(|(_, o)| o.clone())
             .collect();
         (objects, rx, inner.revision)
     }
@@ -342,13 +358,7 @@ async fn load_all(
     for kv in range.kvs {
         match decode(&kv.value, kv.mod_revision) {
             Some(obj) => {
-                objects.insert(
-                    kv.key,
-                    CachedObject {
-                        value: Arc::new(obj),
-                        mod_revision: kv.mod_revision,
-                    },
-                );
+                objects.insert(kv.key, CachedObject::new(&obj, kv.mod_revision));
             }
             None => tracing::error!("skipping undecodable object at {}", kv.key),
         }

@@ -343,7 +343,7 @@ fn openapi_document(state: &State, group: &str, version: &str) -> Option<Value> 
     for name in crd_names {
         let key = format!("/registry/apiextensions.k8s.io/customresourcedefinitions/{name}");
         if let Some(crd) = state.cache.get(&key)
-            && let Err(errors) = dynamic.add_crd(&crd.value)
+            && let Err(errors) = dynamic.add_crd(&crd.value())
         {
             tracing::warn!("OpenAPI schema of CRD {name}: {}", errors.join("; "));
         }

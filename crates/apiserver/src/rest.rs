@@ -169,7 +169,13 @@ fn get(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
         .cache
         .get(&req.key(name))
         .ok_or_else(|| ApiError::not_found(req.resource(), name))?;
-    let obj = state.convert_out(&req.info, &cached.value);
+    if crate::request::negotiate(req.accept) == Representation::Object {
+        return Ok(Reply::Raw {
+            status: StatusCode::OK,
+            body: state.raw_out(&req.info, &cached),
+        });
+    }
+    let obj = state.convert_out(&req.info, &cached.value());
     Ok(Reply::json(StatusCode::OK, encode_one(req, obj)))
 }
 
@@ -197,6 +203,19 @@ impl Filter {
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
         Ok(Filter { labels, fields })
+    }
+
+    /// Like [`Filter::matches`], parsing the object only when a field selector needs it.
+    pub fn matches_cached(&self, obj: &crate::cache::CachedObject) -> bool {
+        if let Some(labels) = &self.labels
+            && !labels.matches(&obj.labels)
+        {
+            return false;
+        }
+        match &self.fields {
+            None => true,
+            Some(fields) => fields.matches(&obj.value()).unwrap_or(false),
+        }
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -229,34 +248,50 @@ fn list(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
     let (items, revision, more) = state.cache.list(
         &prefix,
         start_after.as_deref(),
-        |obj| filter.matches(obj),
+        |obj| filter.matches_cached(obj),
         limit,
     );
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if more && let Some((last_key, _)) = items.last() {
         metadata["continue"] = json!(encode_continue(last_key));
     }
+    let representation = crate::request::negotiate(req.accept);
+    if representation == Representation::Object {
+        // Splice the cached bytes: no per-object parse or serialize (a list of 10,000 pods).
+        let head =
+            json!({"kind": info.list_kind, "apiVersion": info.api_version(), "metadata": metadata});
+        let head = serde_json::to_vec(&head).expect("JSON serializes");
+        let size: usize = items.iter().map(|(_, o)| o.raw.len() + 1).sum();
+        let mut body = Vec::with_capacity(head.len() + size + 16);
+        body.extend_from_slice(&head[..head.len() - 1]);
+        body.extend_from_slice(b",\"items\":[");
+        for (i, (_, obj)) in items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(&state.raw_out(info, obj));
+        }
+        body.extend_from_slice(b"]}");
+        return Ok(Reply::Raw {
+            status: StatusCode::OK,
+            body: bytes::Bytes::from(body),
+        });
+    }
     let objects: Vec<Value> = items
         .iter()
-        .map(|(_, o)| state.convert_out(info, &o.value))
+        .map(|(_, o)| state.convert_out(info, &o.value()))
         .collect();
-    let body = match crate::request::negotiate(req.accept) {
+    let body = match representation {
         Representation::Table => {
             let mut table = glue::table(info, &objects, include_object(req.query), true);
             table["metadata"] = metadata;
             table
         }
-        Representation::Metadata => json!({
+        _ => json!({
             "kind": "PartialObjectMetadataList",
             "apiVersion": "meta.k8s.io/v1",
             "metadata": metadata,
             "items": objects.iter().map(partial_metadata).collect::<Vec<_>>(),
-        }),
-        Representation::Object => json!({
-            "kind": info.list_kind,
-            "apiVersion": info.api_version(),
-            "metadata": metadata,
-            "items": objects,
         }),
     };
     Ok(Reply::json(StatusCode::OK, body))
@@ -768,7 +803,7 @@ async fn write(
             }
             return Err(ApiError::not_found(req.resource(), &name));
         };
-        let current_value = state.convert_out(&info, &current.value);
+        let current_value = state.convert_out(&info, &current.value());
         let mut new = apply_change(req, &current_value, &change)?;
         if !new.is_object() {
             return Err(ApiError::bad_request(
@@ -1068,7 +1103,7 @@ async fn delete_object(
             .cache
             .get(&key)
             .ok_or_else(|| ApiError::not_found(req.resource(), name))?;
-        let mut obj = state.convert_out(&info, &current.value);
+        let mut obj = state.convert_out(&info, &current.value());
         if let Some(uid) = &options.precondition_uid
             && obj["metadata"]["uid"].as_str() != Some(uid)
         {
@@ -1175,10 +1210,12 @@ async fn delete_collection(state: &Arc<State>, req: &Request<'_>) -> Result<Repl
     let options = delete_options(req)?;
     let filter = Filter::from_query(&req.info, req.query)?;
     let prefix = req.info.list_prefix(req.namespace());
-    let (items, revision, _) = state.cache.list(&prefix, None, |o| filter.matches(o), 0);
+    let (items, revision, _) = state
+        .cache
+        .list(&prefix, None, |o| filter.matches_cached(o), 0);
     let mut deleted = Vec::new();
     for (_, obj) in items {
-        let name = name_of(&obj.value).to_string();
+        let name = name_of(&obj.value()).to_string();
         match delete_object(state, req, &name, &options).await {
             Ok((_, obj)) => deleted.push(obj),
             Err(err) if err.code == 404 => {}
@@ -1278,7 +1315,7 @@ fn get_scale(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
         .ok_or_else(|| ApiError::not_found(req.resource(), name))?;
     Ok(Reply::json(
         StatusCode::OK,
-        scale_of(&req.info, &cached.value),
+        scale_of(&req.info, &cached.value()),
     ))
 }
 
@@ -1295,7 +1332,8 @@ async fn update_scale(
             .cache
             .get(&key)
             .ok_or_else(|| ApiError::not_found(req.resource(), &name))?;
-        let scale = scale_of(&req.info, &current.value);
+        let current_value = current.value();
+        let scale = scale_of(&req.info, &current_value);
         let new_scale = match verb {
             Verb::Update => body::decode_object(req.content_type, req.body)?,
             _ => {
@@ -1330,15 +1368,15 @@ async fn update_scale(
         {
             return Err(ApiError::modified(req.resource(), &name));
         }
-        let mut obj = (*current.value).clone();
+        let mut obj = current_value.clone();
         body::set_path(&mut obj, &spec_path, json!(replicas));
-        if obj == *current.value {
+        if obj == current_value {
             return Ok(Reply::json(StatusCode::OK, scale));
         }
         let generation = obj["metadata"]["generation"].as_i64().unwrap_or(1);
         meta_mut(&mut obj).insert("generation".into(), json!(generation + 1));
         let obj = timonel_patch::apply::update_managed_fields(
-            Some(&current.value),
+            Some(&current_value),
             &obj,
             &req.manager(),
             Some("scale"),

@@ -42,6 +42,8 @@ pub enum Reply {
         content_type: &'static str,
         warnings: Vec<String>,
     },
+    /// Pre-serialized JSON (objects spliced from the watch cache).
+    Raw { status: StatusCode, body: Bytes },
     Stream {
         status: StatusCode,
         rx: mpsc::Receiver<Bytes>,
@@ -102,6 +104,13 @@ impl Reply {
                         resp.headers_mut().append("Warning", v);
                     }
                 }
+                resp
+            }
+            Reply::Raw { status, body } => {
+                let mut resp = Response::new(Full::new(body).boxed());
+                *resp.status_mut() = status;
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 resp
             }
             Reply::Stream { status, rx } => {
@@ -198,6 +207,16 @@ impl State {
             obj["kind"] = json!(info.kind);
         }
         obj
+    }
+
+    /// A cached object's JSON as this version of its resource presents it; the stored bytes
+    /// as they are when the versions agree (the common case: no parsing at all).
+    pub fn raw_out(&self, info: &ResourceInfo, obj: &crate::cache::CachedObject) -> Bytes {
+        if *obj.api_version == info.api_version() {
+            return obj.raw.clone();
+        }
+        let converted = self.convert_out(info, &obj.value());
+        Bytes::from(serde_json::to_vec(&converted).expect("JSON serializes"))
     }
 
     pub fn is_ready(&self) -> bool {

@@ -10,7 +10,7 @@ use timonel_api::registry::ResourceInfo;
 use timonel_api::status::ApiError;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::cache::{EventType, WatchEvent, WatchStart};
+use crate::cache::{CachedObject, EventType, WatchEvent, WatchStart};
 use crate::glue;
 use crate::request::Representation;
 use crate::rest::{Filter, Request, include_object, partial_metadata};
@@ -42,8 +42,19 @@ impl Encoder {
         }
     }
 
-    fn line(&mut self, state: &State, kind: &str, obj: &Value) -> Bytes {
-        let event = json!({"type": kind, "object": self.object(state, obj)});
+    fn line(&mut self, state: &State, kind: &str, obj: &CachedObject) -> Bytes {
+        if self.representation == Representation::Object {
+            // Splice the cached bytes: one copy per watcher, no serialization.
+            let raw = state.raw_out(&self.info, obj);
+            let mut bytes = Vec::with_capacity(raw.len() + 40);
+            bytes.extend_from_slice(b"{\"type\":\"");
+            bytes.extend_from_slice(kind.as_bytes());
+            bytes.extend_from_slice(b"\",\"object\":");
+            bytes.extend_from_slice(&raw);
+            bytes.extend_from_slice(b"}\n");
+            return Bytes::from(bytes);
+        }
+        let event = json!({"type": kind, "object": self.object(state, &obj.value())});
         let mut bytes = serde_json::to_vec(&event).expect("JSON serializes");
         bytes.push(b'\n');
         Bytes::from(bytes)
@@ -106,7 +117,7 @@ pub fn serve(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     // Initial state: synthetic ADDED events for RV unset/"0", or for sendInitialEvents.
-    let (initial, live, start_revision, past): (Vec<Arc<Value>>, _, i64, Vec<Arc<WatchEvent>>) =
+    let (initial, live, start_revision, past): (Vec<CachedObject>, _, i64, Vec<Arc<WatchEvent>>) =
         match rv {
             _ if send_initial => {
                 let (objects, live, revision) = state.cache.snapshot_and_subscribe(&prefix);
@@ -141,7 +152,7 @@ pub fn serve(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        for obj in initial.iter().filter(|o| filter.matches(o)) {
+        for obj in initial.iter().filter(|o| filter.matches_cached(o)) {
             if tx.send(encoder.line(&state, "ADDED", obj)).await.is_err() {
                 return;
             }
@@ -210,8 +221,11 @@ async fn forward(
     if !event.key.starts_with(prefix) {
         return true;
     }
-    let now = filter.matches(&event.object);
-    let before = event.prev.as_ref().is_some_and(|p| filter.matches(p));
+    let now = filter.matches_cached(&event.object);
+    let before = event
+        .prev
+        .as_ref()
+        .is_some_and(|p| filter.matches_cached(p));
     // Objects entering or leaving a selector appear as ADDED / DELETED, as upstream.
     let kind = match (event.kind, before, now) {
         (EventType::Deleted, _, _) if before || now => "DELETED",

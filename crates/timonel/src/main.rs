@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server over a durable store).
     Server(ServerArgs),
+    /// Register simulated nodes that run pods on paper (for scale tests, like KWOK).
+    SimNodes(SimArgs),
     /// Measure performance and print the figures.
     Bench {
         #[command(subcommand)]
@@ -53,6 +55,67 @@ struct ServerArgs {
     disable_agent: bool,
 }
 
+#[derive(clap::Args)]
+struct SimArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    count: usize,
+    /// Nodes are named PREFIX-0 … PREFIX-(N-1).
+    #[arg(long, default_value = "sim")]
+    prefix: String,
+    /// CPU capacity of each node.
+    #[arg(long, default_value = "8")]
+    cpu: String,
+    /// Memory capacity of each node.
+    #[arg(long, default_value = "32Gi")]
+    memory: String,
+    /// Pod capacity of each node.
+    #[arg(long, default_value_t = 110)]
+    pods: u32,
+    /// Milliseconds from binding to Running and Ready.
+    #[arg(long, default_value_t = 500)]
+    start_delay_ms: u64,
+    /// Milliseconds a pod that does not restart runs before it succeeds.
+    #[arg(long, default_value_t = 2000)]
+    run_time_ms: u64,
+    /// Seconds between Lease renewals.
+    #[arg(long, default_value_t = 10)]
+    lease_interval_seconds: u64,
+    /// Admin kubeconfig of the cluster.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+}
+
+/// A kube-rs client from a kubeconfig file.
+async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    use anyhow::Context;
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
+    let client = client_from(&args.kubeconfig).await?;
+    let options = timonel_sim::SimOptions {
+        count: args.count,
+        prefix: args.prefix,
+        cpu: args.cpu,
+        memory: args.memory,
+        pods: args.pods,
+        start_delay: std::time::Duration::from_millis(args.start_delay_ms),
+        run_time: std::time::Duration::from_millis(args.run_time_ms),
+        lease_interval: std::time::Duration::from_secs(args.lease_interval_seconds),
+        ..timonel_sim::SimOptions::default()
+    };
+    tokio::select! {
+        result = timonel_sim::run(client, options) => result,
+        _ = shutdown_signal() => Ok(()),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -69,6 +132,7 @@ fn main() {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Server(args) => run_server(args).await,
+            Command::SimNodes(args) => run_sim(args).await,
             Command::Bench { what } => bench::run(what).await,
         }
     });
