@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run the control plane (API server over a durable store).
     Server(ServerArgs),
+    /// Run the scheduler alone against any compatible API server.
+    Scheduler(ClientArgs),
+    /// Run the controllers alone against any compatible API server.
+    ControllerManager(ClientArgs),
     /// Register simulated nodes that run pods on paper (for scale tests, like KWOK).
     SimNodes(SimArgs),
     /// Measure performance and print the figures.
@@ -53,6 +57,19 @@ struct ServerArgs {
     /// forward compatibility).
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler inside the server.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Do not run the controllers inside the server.
+    #[arg(long)]
+    disable_controller_manager: bool,
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// Kubeconfig of the cluster to work on.
+    #[arg(long)]
+    kubeconfig: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -118,6 +135,8 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
+    // kube's rustls client needs a process-wide crypto provider; ring is the workspace's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TIMONEL_LOG")
@@ -133,6 +152,20 @@ fn main() {
         match cli.command {
             Command::Server(args) => run_server(args).await,
             Command::SimNodes(args) => run_sim(args).await,
+            Command::Scheduler(args) => {
+                let client = client_from(&args.kubeconfig).await?;
+                tokio::select! {
+                    r = timonel_scheduler::run(client, timonel_scheduler::SchedulerOptions::default()) => r,
+                    _ = shutdown_signal() => Ok(()),
+                }
+            }
+            Command::ControllerManager(args) => {
+                let client = client_from(&args.kubeconfig).await?;
+                tokio::select! {
+                    r = timonel_controllers::run_all(client, timonel_controllers::ControllerOptions::default()) => r,
+                    _ = shutdown_signal() => Ok(()),
+                }
+            }
             Command::Bench { what } => bench::run(what).await,
         }
     });
@@ -162,6 +195,40 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     config.write_kubeconfig = args.write_kubeconfig.clone();
     let _ = args.disable_agent;
     let server = timonel_apiserver::start(config).await?;
+    // The scheduler and controllers are API clients of this server, over loopback HTTPS.
+    let needs_client = !args.disable_scheduler || !args.disable_controller_manager;
+    if needs_client {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&server.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await?;
+        let client = kube::Client::try_from(config)?;
+        if !args.disable_scheduler {
+            let client = client.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    timonel_scheduler::run(client, timonel_scheduler::SchedulerOptions::default())
+                        .await
+                {
+                    eprintln!("timonel: scheduler stopped: {e:#}");
+                }
+            });
+        }
+        if !args.disable_controller_manager {
+            tokio::spawn(async move {
+                if let Err(e) = timonel_controllers::run_all(
+                    client,
+                    timonel_controllers::ControllerOptions::default(),
+                )
+                .await
+                {
+                    eprintln!("timonel: controllers stopped: {e:#}");
+                }
+            });
+        }
+    }
     eprintln!(
         "timonel: API server ready at {} in {} ms",
         server.url(),

@@ -21,7 +21,14 @@ fn free_port() -> u16 {
 
 fn spawn_server(data_dir: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_timonel"))
-        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        .args([
+            "server",
+            "--disable-agent",
+            "--disable-scheduler",
+            "--disable-controller-manager",
+            "--bind-address",
+            "127.0.0.1",
+        ])
         .arg("--https-listen-port")
         .arg(port.to_string())
         .arg("--data-dir")

@@ -222,6 +222,9 @@ impl Cluster {
             "--write-kubeconfig".into(),
             kubeconfig.display().to_string(),
             "--disable-agent".into(),
+            // These tests are of the API server alone: no controller may change their objects.
+            "--disable-scheduler".into(),
+            "--disable-controller-manager".into(),
         ];
         if let Some((_, endpoint)) = &etcd {
             args.push("--datastore-endpoint".into());
