@@ -241,6 +241,7 @@ pub async fn allocate(
         return Ok(());
     }
     let _guard = state.allocation_lock.lock().await;
+    let name = name_of(obj).to_string();
     let spec = &mut obj["spec"];
     let service_type = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
     if service_type != "ExternalName" {
@@ -264,7 +265,7 @@ pub async fn allocate(
                 })?
             }
             ip => {
-                let parsed: Ipv4Addr = ip.parse().map_err(|_| invalid_ip(obj_name(spec), ip))?;
+                let parsed: Ipv4Addr = ip.parse().map_err(|_| invalid_ip(&name, ip))?;
                 let octets = parsed.octets();
                 if octets[0..2] != SERVICE_NET {
                     return Err(invalid_field(
@@ -272,7 +273,7 @@ pub async fn allocate(
                         format!(
                             "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is 10.43.0.0/16"
                         ),
-                        name_of(&json!({})),
+                        &name,
                     ));
                 }
                 if used.contains(ip) && !dry_run {
@@ -281,7 +282,7 @@ pub async fn allocate(
                         format!(
                             "Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
                         ),
-                        "",
+                        &name,
                     ));
                 }
                 ip.to_string()
@@ -311,17 +312,13 @@ pub async fn allocate(
     Ok(())
 }
 
-fn obj_name(_spec: &Value) -> &'static str {
-    ""
-}
-
-fn invalid_ip(_name: &str, ip: &str) -> ApiError {
+fn invalid_ip(name: &str, ip: &str) -> ApiError {
     invalid_field(
         "spec.clusterIP",
         format!(
             "Invalid value: \"{ip}\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
         ),
-        "",
+        name,
     )
 }
 
