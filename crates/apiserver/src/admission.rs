@@ -44,11 +44,7 @@ pub fn require_namespace(state: &State, namespace: &str) -> Result<(), ApiError>
 }
 
 /// Kind-specific create-time preparation (upstream's PrepareForCreate).
-pub fn prepare_create(
-    _state: &State,
-    info: &ResourceInfo,
-    obj: &mut Value,
-) -> Result<(), ApiError> {
+pub fn prepare_create(state: &State, info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
     let drop_status = |obj: &mut Value| {
         if let Some(m) = obj.as_object_mut() {
             m.remove("status");
@@ -56,6 +52,7 @@ pub fn prepare_create(
     };
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => {
+            resolve_priority(state, obj)?;
             let qos = qos_class(&obj["spec"]);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
@@ -102,6 +99,59 @@ pub fn prepare_create(
         }
         _ if info.has_subresource("status") && info.kind != "Node" => drop_status(obj),
         _ => {}
+    }
+    Ok(())
+}
+
+/// The two classes every cluster has (upstream creates them at start).
+const SYSTEM_PRIORITIES: &[(&str, i64)] = &[
+    ("system-node-critical", 2_000_001_000),
+    ("system-cluster-critical", 2_000_000_000),
+];
+
+/// Upstream's Priority admission: `priorityClassName` (or the global default class) sets
+/// `spec.priority` and `spec.preemptionPolicy`; an unknown class is refused.
+fn resolve_priority(state: &State, pod: &mut Value) -> Result<(), ApiError> {
+    let (classes, _, _) = state.cache.list(
+        "/registry/scheduling.k8s.io/priorityclasses/",
+        None,
+        |_| true,
+        0,
+    );
+    let classes: Vec<Value> = classes.iter().map(|(_, c)| c.value()).collect();
+    let requested = pod["spec"]["priorityClassName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let class = if requested.is_empty() {
+        classes
+            .iter()
+            .find(|c| c["globalDefault"].as_bool() == Some(true))
+    } else {
+        classes.iter().find(|c| name_of(c) == requested)
+    };
+    let (name, value, policy) = match class {
+        Some(c) => (
+            name_of(c).to_string(),
+            c["value"].as_i64().unwrap_or(0),
+            c["preemptionPolicy"].as_str().map(str::to_string),
+        ),
+        None if requested.is_empty() => return Ok(()),
+        None => match SYSTEM_PRIORITIES.iter().find(|(n, _)| *n == requested) {
+            Some((n, v)) => (n.to_string(), *v, None),
+            None => {
+                return Err(ApiError::forbidden(format!(
+                    "pods \"{}\" is forbidden: no PriorityClass with name {requested} was found",
+                    name_of(pod)
+                )));
+            }
+        },
+    };
+    let spec = &mut pod["spec"];
+    spec["priorityClassName"] = json!(name);
+    spec["priority"] = json!(value);
+    if let Some(policy) = policy {
+        spec["preemptionPolicy"] = json!(policy);
     }
     Ok(())
 }

@@ -595,3 +595,35 @@ async fn namespace_deletion_waits_for_finalize() {
         .await;
     assert_eq!(code, 404);
 }
+
+#[tokio::test]
+async fn priority_class_sets_pod_priority() {
+    let s = state().await;
+    let pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000});
+    let (code, body) = Call::new(Method::POST, "/apis/scheduling.k8s.io/v1/priorityclasses")
+        .json(pc)
+        .send(&s)
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let pod = |class: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("p-{class}")},
+        "spec": {"priorityClassName": class, "containers": [{"name": "c", "image": "busybox:1.36"}]}})
+    };
+    let (code, created) = Call::new(Method::POST, "/api/v1/namespaces/default/pods")
+        .json(pod("high"))
+        .send(&s)
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["priority"], 1000);
+    let (code, body) = Call::new(Method::POST, "/api/v1/namespaces/default/pods")
+        .json(pod("nope"))
+        .send(&s)
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no PriorityClass with name nope was found")
+    );
+}
