@@ -74,7 +74,7 @@ pub fn shared_cluster(store: Store) -> &'static Cluster {
         Store::Sqlite => &SQLITE,
         Store::Etcd => &ETCD,
     };
-    match cell.get_or_init(|| Cluster::try_start(store)) {
+    match cell.get_or_init(|| Cluster::try_start(&ClusterConfig::api_only(store))) {
         Ok(cluster) => cluster,
         Err(message) => panic!("{message}"),
     }
@@ -189,15 +189,209 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub port: u16,
     server: Mutex<Supervised>,
+    etcd_endpoint: Option<String>,
     // Declared after `server`, so the server stops before its store.
     _etcd: Option<Supervised>,
     sessions: AtomicUsize,
     namespaces: Mutex<HashSet<String>>,
 }
 
+/// How to start a cluster of a test's own.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub store: Store,
+    /// Run the scheduler and the controllers inside the server.
+    pub control_plane: bool,
+    /// More `timonel server` flags (e.g. shortened node-lifecycle timings).
+    pub server_args: Vec<String>,
+}
+
+impl ClusterConfig {
+    /// The API server alone: no controller changes the tests' objects.
+    pub fn api_only(store: Store) -> Self {
+        Self {
+            store,
+            control_plane: false,
+            server_args: Vec::new(),
+        }
+    }
+
+    /// The API server with its scheduler and controllers, on SQLite.
+    pub fn control_plane() -> Self {
+        Self {
+            store: Store::Sqlite,
+            control_plane: true,
+            server_args: Vec::new(),
+        }
+    }
+
+    pub fn server_arg(mut self, arg: &str) -> Self {
+        self.server_args.push(arg.to_string());
+        self
+    }
+}
+
+/// A process of a test's own (simulated nodes, a second server); stopped (SIGTERM, then
+/// SIGKILL) when dropped or by `stop`.
+pub struct Process {
+    inner: Supervised,
+}
+
+impl Process {
+    pub fn log(&self) -> String {
+        self.inner.log_text()
+    }
+
+    /// Stops the process now and waits until it is gone.
+    pub fn stop(self) {
+        drop(self)
+    }
+
+    /// Kills the process with SIGKILL at once (no clean shutdown) and waits until it is gone.
+    pub fn kill(mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.inner.exited().is_none() && Instant::now() < deadline {
+            thread::sleep(POLL_PAUSE);
+        }
+    }
+
+    /// The pid of the supervised program (the watchdog shell's child).
+    fn pid(&self) -> Option<u32> {
+        let shell = self.inner.shell.id();
+        let out = Command::new("pgrep")
+            .arg("-P")
+            .arg(shell.to_string())
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok())
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| !comm.trim().starts_with("sh"))
+            })
+    }
+}
+
 impl Cluster {
+    /// Starts a cluster of the test's own; it stops when dropped.
+    pub fn start(config: ClusterConfig) -> Cluster {
+        Cluster::try_start(&config).unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// Starts `timonel sim-nodes --count COUNT --prefix PREFIX EXTRA…` against this cluster and
+    /// waits until its nodes are registered.
+    pub fn sim_nodes(&self, prefix: &str, count: usize, extra: &[&str]) -> Process {
+        let mut args: Vec<String> = vec![
+            "sim-nodes".into(),
+            "--count".into(),
+            count.to_string(),
+            "--prefix".into(),
+            prefix.into(),
+            "--kubeconfig".into(),
+            self.kubeconfig.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let log = self.dir.join(format!("sim-{prefix}.log"));
+        let inner = Supervised::spawn(
+            &format!("sim-{prefix}"),
+            Path::new(env!("CARGO_BIN_EXE_timonel")),
+            &args,
+            &log,
+            None,
+        )
+        .unwrap_or_else(|message| panic!("{message}"));
+        let process = Process { inner };
+        let home = self.dir.join("homes").join(format!("sim-{prefix}"));
+        std::fs::create_dir_all(&home).expect("create HOME");
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let mut cmd = Command::new(&tools().kubectl);
+            cmd.arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["get", "nodes", "-o", "name"]);
+            isolate_home(&mut cmd, &home, &self.kubeconfig);
+            let names = cmd
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let registered = (0..count)
+                .filter(|i| names.lines().any(|l| l == format!("node/{prefix}-{i}")))
+                .count();
+            if registered == count {
+                return process;
+            }
+            if Instant::now() > deadline {
+                self.fail_with_log(format!(
+                    "sim-nodes {prefix}: {registered}/{count} nodes registered after \
+                     {READY_DEADLINE:?}\n--- sim log ---\n{}",
+                    tail(&process.log(), 40)
+                ));
+            }
+            thread::sleep(POLL_PAUSE);
+        }
+    }
+
+    /// Starts another `timonel server` sharing this cluster's etcd (the cluster must use
+    /// `Store::Etcd`), with its own data dir and port; `extra` are more server flags.
+    pub fn second_server(&self, name: &str, extra: &[&str]) -> (Process, PathBuf) {
+        let endpoint = self
+            .etcd_endpoint
+            .clone()
+            .expect("second_server needs a cluster on Store::Etcd");
+        let port = free_loopback_port();
+        let data = self.dir.join(name);
+        let kubeconfig = self.dir.join(format!("{name}-kubeconfig.yaml"));
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--bind-address".into(),
+            "127.0.0.1".into(),
+            "--https-listen-port".into(),
+            port.to_string(),
+            "--write-kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--disable-agent".into(),
+            "--datastore-endpoint".into(),
+            endpoint,
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut inner = Supervised::spawn(
+            name,
+            Path::new(env!("CARGO_BIN_EXE_timonel")),
+            &args,
+            &self.dir.join(format!("{name}.log")),
+            None,
+        )
+        .unwrap_or_else(|message| panic!("{message}"));
+        wait_for_server(&mut inner, &self.dir, &kubeconfig, port)
+            .unwrap_or_else(|message| panic!("{message}"));
+        (Process { inner }, kubeconfig)
+    }
+
+    /// Stops this cluster's server with SIGKILL (no clean shutdown).
+    pub fn kill_server(&self) {
+        let mut server = self.server.lock().unwrap_or_else(|e| e.into_inner());
+        let shell = server.shell.id();
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .arg("-P")
+            .arg(shell.to_string())
+            .arg("timonel")
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while server.exited().is_none() && Instant::now() < deadline {
+            thread::sleep(POLL_PAUSE);
+        }
+    }
+
     /// Starts a cluster; it stops when dropped (a shared one when the test process exits).
-    fn try_start(store: Store) -> Result<Cluster, String> {
+    fn try_start(config: &ClusterConfig) -> Result<Cluster, String> {
+        let store = config.store;
         tools();
         let dir = tempfile::Builder::new()
             .prefix("timonel-e2e-")
@@ -222,10 +416,13 @@ impl Cluster {
             "--write-kubeconfig".into(),
             kubeconfig.display().to_string(),
             "--disable-agent".into(),
-            // These tests are of the API server alone: no controller may change their objects.
-            "--disable-scheduler".into(),
-            "--disable-controller-manager".into(),
         ];
+        if !config.control_plane {
+            // Tests of the API server alone: no controller may change their objects.
+            args.push("--disable-scheduler".into());
+            args.push("--disable-controller-manager".into());
+        }
+        args.extend(config.server_args.iter().cloned());
         if let Some((_, endpoint)) = &etcd {
             args.push("--datastore-endpoint".into());
             args.push(endpoint.clone());
@@ -244,6 +441,7 @@ impl Cluster {
             kubeconfig,
             port,
             server: Mutex::new(server),
+            etcd_endpoint: etcd.as_ref().map(|(_, endpoint)| endpoint.clone()),
             _etcd: etcd.map(|(process, _)| process),
             sessions: AtomicUsize::new(0),
             namespaces: Mutex::new(HashSet::new()),
