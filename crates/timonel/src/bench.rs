@@ -18,6 +18,24 @@ use kube::{Client, Config};
 pub enum BenchCommand {
     /// API server: start-up, creates/s and latency, list latency, watch fan-out, RSS.
     Api(ApiBenchArgs),
+    /// Scheduler end to end: pods bound per second (creation -> binding seen by watch) and RSS.
+    Scheduler(SchedulerBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SchedulerBenchArgs {
+    /// `sqlite` (default), `etcd` (starts a throwaway etcd) or `memory`.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// Nodes registered (4 cpu, 32Gi, 110 pods each, as scheduler_perf's SchedulingBasic).
+    #[arg(long, default_value_t = 1_000)]
+    nodes: usize,
+    /// Pods created.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Concurrent creating clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
 }
 
 #[derive(clap::Args)]
@@ -45,6 +63,7 @@ pub struct ApiBenchArgs {
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Api(args) => api(args).await,
+        BenchCommand::Scheduler(args) => scheduler(args).await,
     }
 }
 
@@ -91,6 +110,15 @@ async fn ready(port: u16) -> bool {
 }
 
 async fn start_server(store: &str) -> anyhow::Result<ServerProcess> {
+    start_server_with(
+        store,
+        &["--disable-scheduler", "--disable-controller-manager"],
+    )
+    .await
+}
+
+/// Starts a server process with `flags` added (which loops run inside it).
+async fn start_server_with(store: &str, flags: &[&str]) -> anyhow::Result<ServerProcess> {
     let data_dir = std::env::temp_dir().join(format!("timonel-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir)?;
@@ -108,14 +136,8 @@ async fn start_server(store: &str) -> anyhow::Result<ServerProcess> {
     let kubeconfig = data_dir.join("kubeconfig.yaml");
     let started = Instant::now();
     let child = Command::new(std::env::current_exe()?)
-        .args([
-            "server",
-            "--disable-agent",
-            "--disable-scheduler",
-            "--disable-controller-manager",
-            "--bind-address",
-            "127.0.0.1",
-        ])
+        .args(["server", "--disable-agent", "--bind-address", "127.0.0.1"])
+        .args(flags)
         .arg("--https-listen-port")
         .arg(port.to_string())
         .arg("--data-dir")
@@ -387,6 +409,127 @@ async fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     println!(
         "RSS with {} objects: {:.1} MiB",
         args.rss_objects.max(already),
+        rss_kib(pid)? as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Registers `count` Ready nodes shaped like scheduler_perf's SchedulingBasic nodes.
+async fn register_nodes(client: &Client, count: usize) -> anyhow::Result<()> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let status = serde_json::json!({
+        "allocatable": {"cpu": "4", "memory": "32Gi", "pods": "110"},
+        "capacity": {"cpu": "4", "memory": "32Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True"}]
+    });
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let nodes = nodes.clone();
+            let status = status.clone();
+            async move {
+                let name = format!("node-{i}");
+                let node = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                }))?;
+                nodes.create(&PostParams::default(), &node).await?;
+                nodes
+                    .patch_status(
+                        &name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(serde_json::json!({"status": status})),
+                    )
+                    .await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+async fn scheduler(args: SchedulerBenchArgs) -> anyhow::Result<()> {
+    println!(
+        "timonel bench scheduler --store {} --nodes {} --pods {}",
+        args.store, args.nodes, args.pods
+    );
+    // The scheduler runs inside the server process, as in `timonel server`; the controllers do
+    // not, so nothing but the scheduler writes to the pods.
+    let server = start_server_with(&args.store, &["--disable-controller-manager"]).await?;
+    let pid = server.child.id();
+    let client = client(&server.kubeconfig).await?;
+    register_nodes(&client, args.nodes).await?;
+    create_namespace(&client, "bench-sched").await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench-sched");
+    let watch_from = pods
+        .list(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let wanted = args.pods;
+    let watcher_pods = pods.clone();
+    let counter = tokio::spawn(async move {
+        let mut bound = std::collections::HashSet::new();
+        let mut version = watch_from;
+        loop {
+            let mut stream = watcher_pods
+                .watch(&WatchParams::default().timeout(290), &version)
+                .await?
+                .boxed();
+            while let Some(event) = stream.try_next().await? {
+                let pod = match event {
+                    WatchEvent::Added(p) | WatchEvent::Modified(p) => p,
+                    WatchEvent::Bookmark(b) => {
+                        version = b.metadata.resource_version;
+                        continue;
+                    }
+                    WatchEvent::Error(e) => bail!("watch error: {e:?}"),
+                    WatchEvent::Deleted(_) => continue,
+                };
+                if let Some(v) = &pod.metadata.resource_version {
+                    version = v.clone();
+                }
+                if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                    bound.insert(pod.metadata.name.unwrap_or_default());
+                    if bound.len() == wanted {
+                        return anyhow::Ok(Instant::now());
+                    }
+                }
+            }
+        }
+    });
+    let started = Instant::now();
+    let (created, _) = create_many(&client, args.pods, args.clients, |i| {
+        Ok((
+            "/api/v1/namespaces/bench-sched/pods".to_string(),
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("pod-{i}")},
+                "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}}}]}}),
+        ))
+    })
+    .await?;
+    let finished = tokio::time::timeout(Duration::from_secs(600), counter)
+        .await
+        .context("pods not all bound within 600 s")???;
+    let elapsed = finished - started;
+    println!(
+        "{} pods created in {:.2} s ({:.0} creates/s)",
+        args.pods,
+        created.as_secs_f64(),
+        args.pods as f64 / created.as_secs_f64()
+    );
+    println!(
+        "{} pods on {} nodes bound (creation -> binding seen by watch) in {:.2} s: {:.0} pods/s",
+        args.pods,
+        args.nodes,
+        elapsed.as_secs_f64(),
+        args.pods as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "server RSS with {} nodes and {} bound pods: {:.1} MiB",
+        args.nodes,
+        args.pods,
         rss_kib(pid)? as f64 / 1024.0
     );
     Ok(())

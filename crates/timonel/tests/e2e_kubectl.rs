@@ -4,6 +4,7 @@
 //! (`etcd::`); each store has one server shared by its tests. Fetch the tools first with
 //! `scripts/fetch-kube-tools.sh`. Run one store with `cargo test -p timonel --test e2e_kubectl sqlite::`.
 
+#[allow(dead_code)]
 mod e2e {
     pub mod apply;
     pub mod crd;
