@@ -490,7 +490,12 @@ async fn scheduler(args: SchedulerBenchArgs) -> anyhow::Result<()> {
                 if let Some(v) = &pod.metadata.resource_version {
                     version = v.clone();
                 }
-                if pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                if pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_ref())
+                    .is_some()
+                {
                     bound.insert(pod.metadata.name.unwrap_or_default());
                     if bound.len() == wanted {
                         return anyhow::Ok(Instant::now());
