@@ -14,8 +14,12 @@ fn main() {
         Some(path) => PathBuf::from(path),
         None => {
             let archive = work.path().join("busybox.tar");
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-busybox-image.sh");
-            let status = Command::new(script).arg(&archive).status().expect("run the build script");
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../scripts/build-busybox-image.sh");
+            let status = Command::new(script)
+                .arg(&archive)
+                .status()
+                .expect("run the build script");
             assert!(status.success(), "build-busybox-image.sh failed");
             archive
         }
@@ -27,12 +31,17 @@ fn main() {
     let mut remove = Vec::new();
     let mut files = 0;
     for round in 0..ROUNDS {
-        let store = ImageStore::open(&work.path().join(format!("store-{round}"))).expect("open store");
+        let store =
+            ImageStore::open(&work.path().join(format!("store-{round}"))).expect("open store");
         let started = Instant::now();
-        let images = store.import_archive(&archive, &ImportOptions::default()).expect("import");
+        let images = store
+            .import_archive(&archive, &ImportOptions::default())
+            .expect("import");
         cold.push(started.elapsed());
         let started = Instant::now();
-        store.import_archive(&archive, &ImportOptions::default()).expect("re-import");
+        store
+            .import_archive(&archive, &ImportOptions::default())
+            .expect("re-import");
         warm.push(started.elapsed());
         files = walk(&store.lower_dirs(&images[0])[0]);
         let started = Instant::now();
@@ -43,10 +52,23 @@ fn main() {
         v.sort();
         v[v.len() / 2].as_secs_f64() * 1000.0
     };
-    println!("archive: {} ({:.2} MB, {files} entries in its layer)", archive.display(), archive_size as f64 / 1e6);
-    println!("import + verify + unpack, empty store: {:.1} ms (median of {ROUNDS})", median(&mut cold));
-    println!("re-import, layer already unpacked:     {:.1} ms", median(&mut warm));
-    println!("remove (blobs and unpacked layer):     {:.1} ms", median(&mut remove));
+    println!(
+        "archive: {} ({:.2} MB, {files} entries in its layer)",
+        archive.display(),
+        archive_size as f64 / 1e6
+    );
+    println!(
+        "import + verify + unpack, empty store: {:.1} ms (median of {ROUNDS})",
+        median(&mut cold)
+    );
+    println!(
+        "re-import, layer already unpacked:     {:.1} ms",
+        median(&mut warm)
+    );
+    println!(
+        "remove (blobs and unpacked layer):     {:.1} ms",
+        median(&mut remove)
+    );
 }
 
 fn walk(dir: &std::path::Path) -> usize {

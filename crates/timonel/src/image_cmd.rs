@@ -99,7 +99,10 @@ fn format_table(images: &[ImageRecord]) -> String {
         let mut named = false;
         for tag in &image.repo_tags {
             if let Ok(reference) = Reference::parse(tag) {
-                let tag = reference.tag.clone().unwrap_or_else(|| "<none>".to_string());
+                let tag = reference
+                    .tag
+                    .clone()
+                    .unwrap_or_else(|| "<none>".to_string());
                 rows.push([reference.name(), tag, id.clone(), size.clone()]);
                 named = true;
             }

@@ -57,7 +57,11 @@ fn import_list_run_and_remove_busybox() {
     let listing = ok(timonel(&["image", "ls"], &data_dir));
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.len(), 2, "{listing}");
-    let header: Vec<&str> = lines[0].split("   ").map(str::trim).filter(|s| !s.is_empty()).collect();
+    let header: Vec<&str> = lines[0]
+        .split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     assert_eq!(header, ["IMAGE", "TAG", "IMAGE ID", "SIZE"]);
     let row: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(row[0], "docker.io/library/busybox");
@@ -67,20 +71,35 @@ fn import_list_run_and_remove_busybox() {
 
     // The unpacked layer is a working root filesystem.
     let layers = data_dir.join("images/layers");
-    let layer = std::fs::read_dir(&layers).unwrap().next().unwrap().unwrap().path();
+    let layer = std::fs::read_dir(&layers)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let output = Command::new("chroot")
         .arg(layer.join("fs"))
-        .args(["/bin/sh", "-c", "echo hello from $(basename $(readlink /bin/ls))"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "echo hello from $(basename $(readlink /bin/ls))",
+        ])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello from busybox\n");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello from busybox\n"
+    );
 
     // A second import of the same archive changes nothing.
     ok(timonel(&["image", "import", archive_arg], &data_dir));
     assert_eq!(ok(timonel(&["image", "ls"], &data_dir)), listing);
 
     let removed = ok(timonel(&["image", "rm", "busybox"], &data_dir));
-    assert!(removed.starts_with("Deleted: docker.io/library/busybox:latest"), "{removed}");
+    assert!(
+        removed.starts_with("Deleted: docker.io/library/busybox:latest"),
+        "{removed}"
+    );
     assert_eq!(ok(timonel(&["image", "ls"], &data_dir)).lines().count(), 1);
     assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 0);
 

@@ -61,7 +61,9 @@ impl Staged {
                 None => break,
             }
         }
-        Err(ImageError::Format(format!("{path:?} is not in the archive")))
+        Err(ImageError::Format(format!(
+            "{path:?} is not in the archive"
+        )))
     }
 }
 
@@ -73,7 +75,11 @@ impl ImageStore {
     }
 
     /// Imports every image of an archive read from `reader`.
-    pub fn import_reader(&self, reader: impl Read, options: &ImportOptions) -> Result<Vec<ImageRecord>> {
+    pub fn import_reader(
+        &self,
+        reader: impl Read,
+        options: &ImportOptions,
+    ) -> Result<Vec<ImageRecord>> {
         let lock = self.lock()?;
         let mut staged = Staged::default();
         let result = self
@@ -101,15 +107,22 @@ impl ImageStore {
 
     /// Imports every `*.tar`, `*.tar.gz` and `*.tgz` file directly in `images/` (tarballs
     /// dropped there, as k3s does with `agent/images/`). Returns each file's result.
-    pub fn import_dropped_archives(&self) -> Result<Vec<(std::path::PathBuf, Result<Vec<ImageRecord>>)>> {
+    pub fn import_dropped_archives(
+        &self,
+    ) -> Result<Vec<(std::path::PathBuf, Result<Vec<ImageRecord>>)>> {
         let mut paths: Vec<_> = std::fs::read_dir(self.root())
             .ctx(|| format!("read {:?}", self.root()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
             .filter(|path| {
                 path.is_file()
-                    && path.file_name().and_then(|n| n.to_str()).is_some_and(|name| {
-                        name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz")
-                    })
+                    && path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|name| {
+                            name.ends_with(".tar")
+                                || name.ends_with(".tar.gz")
+                                || name.ends_with(".tgz")
+                        })
             })
             .collect();
         paths.sort();
@@ -125,7 +138,11 @@ impl ImageStore {
     /// Registers an image whose manifest, config and layer blobs are already in the store
     /// (a registry pull writes them with [`ImageStore::blob_writer`]): unpacks its layers
     /// and records it under `names`.
-    pub fn register_image(&self, manifest_digest: &Digest, names: &[Reference]) -> Result<ImageRecord> {
+    pub fn register_image(
+        &self,
+        manifest_digest: &Digest,
+        names: &[Reference],
+    ) -> Result<ImageRecord> {
         let lock = self.lock()?;
         let bytes = self.read_blob(manifest_digest)?;
         let media_type = serde_json::from_slice::<Sniff>(&bytes)
@@ -166,17 +183,19 @@ impl ImageStore {
                             .insert(path, (expected.clone(), entry.header().size().unwrap_or(0)));
                         continue;
                     }
-                    let (digest, size, created) = store::copy_into_blob(self, &mut entry, expected.as_ref())
-                        .map_err(|err| match err {
-                            ImageError::DigestMismatch { expected, actual, .. } => {
+                    let (digest, size, created) =
+                        store::copy_into_blob(self, &mut entry, expected.as_ref()).map_err(
+                            |err| match err {
                                 ImageError::DigestMismatch {
+                                    expected, actual, ..
+                                } => ImageError::DigestMismatch {
                                     what: path.clone(),
                                     expected,
                                     actual,
-                                }
-                            }
-                            other => other,
-                        })?;
+                                },
+                                other => other,
+                            },
+                        )?;
                     if created {
                         staged.added.insert(digest.clone());
                     }
@@ -191,7 +210,9 @@ impl ImageStore {
                 }
                 tar::EntryType::Link => {
                     if let Ok(Some(target)) = entry.link_name() {
-                        staged.links.insert(path, normalise(&target.to_string_lossy()));
+                        staged
+                            .links
+                            .insert(path, normalise(&target.to_string_lossy()));
                     }
                 }
                 _ => {}
@@ -200,12 +221,18 @@ impl ImageStore {
         Ok(())
     }
 
-    fn register_staged(&self, lock: &StoreLock, staged: &Staged, options: &ImportOptions) -> Result<Vec<ImageRecord>> {
+    fn register_staged(
+        &self,
+        lock: &StoreLock,
+        staged: &Staged,
+        options: &ImportOptions,
+    ) -> Result<Vec<ImageRecord>> {
         if let Some(index_bytes) = staged.metadata.get("index.json") {
             let index: Index = parse_json(index_bytes, "index.json")?;
             let mut images = Vec::new();
             for descriptor in &index.manifests {
-                let names = names_from_annotations(&descriptor.annotations, options.base_name.as_deref())?;
+                let names =
+                    names_from_annotations(&descriptor.annotations, options.base_name.as_deref())?;
                 let (manifest, media_type) = self.resolve_manifest(descriptor, 0)?;
                 images.push(self.register_locked(lock, &manifest, &media_type, &names)?);
             }
@@ -223,7 +250,9 @@ impl ImageStore {
                 for layer in &entry.layers {
                     let (digest, size) = staged.lookup(layer)?;
                     let media_type = match self.blob_compression(&digest)? {
-                        unpack::Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        unpack::Compression::Gzip => {
+                            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+                        }
                         unpack::Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
                         unpack::Compression::None => spec::MEDIA_DOCKER_LAYER_TAR,
                     };
@@ -257,7 +286,12 @@ impl ImageStore {
                     .flatten()
                     .map(|tag| Reference::parse(tag))
                     .collect::<Result<Vec<_>>>()?;
-                match self.register_locked(lock, &manifest_digest, spec::MEDIA_DOCKER_MANIFEST, &names) {
+                match self.register_locked(
+                    lock,
+                    &manifest_digest,
+                    spec::MEDIA_DOCKER_MANIFEST,
+                    &names,
+                ) {
                     Ok(image) => images.push(image),
                     Err(err) => {
                         if !had {
@@ -268,12 +302,15 @@ impl ImageStore {
                 }
             }
             if images.is_empty() {
-                return Err(ImageError::Format("manifest.json lists no image".to_string()));
+                return Err(ImageError::Format(
+                    "manifest.json lists no image".to_string(),
+                ));
             }
             return Ok(images);
         }
         Err(ImageError::Format(
-            "neither an OCI image layout (index.json) nor a docker save archive (manifest.json)".to_string(),
+            "neither an OCI image layout (index.json) nor a docker save archive (manifest.json)"
+                .to_string(),
         ))
     }
 
@@ -282,7 +319,9 @@ impl ImageStore {
         let mut file = File::open(self.blob_path(digest)).ctx(|| format!("open blob {digest}"))?;
         let mut filled = 0;
         while filled < prefix.len() {
-            let n = file.read(&mut prefix[filled..]).ctx(|| format!("read blob {digest}"))?;
+            let n = file
+                .read(&mut prefix[filled..])
+                .ctx(|| format!("read blob {digest}"))?;
             if n == 0 {
                 break;
             }
@@ -294,7 +333,9 @@ impl ImageStore {
     /// Follows indexes down to the image manifest for this machine's platform.
     fn resolve_manifest(&self, descriptor: &Descriptor, depth: usize) -> Result<(Digest, String)> {
         if depth > 4 {
-            return Err(ImageError::Format("image indexes nested too deep".to_string()));
+            return Err(ImageError::Format(
+                "image indexes nested too deep".to_string(),
+            ));
         }
         let bytes = self.read_blob(&descriptor.digest)?;
         if bytes.len() as u64 != descriptor.size {
@@ -321,13 +362,20 @@ impl ImageStore {
         let chosen = index
             .manifests
             .iter()
-            .find(|m| m.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+            })
             .or_else(|| match index.manifests.as_slice() {
                 [only] if only.platform.is_none() => Some(only),
                 _ => None,
             })
             .ok_or_else(|| {
-                ImageError::Format(format!("image index {} has no manifest for linux/{arch}", descriptor.digest))
+                ImageError::Format(format!(
+                    "image index {} has no manifest for linux/{arch}",
+                    descriptor.digest
+                ))
             })?;
         self.resolve_manifest(chosen, depth + 1)
     }
@@ -363,11 +411,14 @@ impl ImageStore {
         let mut layers = Vec::new();
         for (position, layer) in manifest.layers.iter().enumerate() {
             let path = self.blob_path(&layer.digest);
-            let size = std::fs::metadata(&path)
-                .map(|m| m.len())
-                .map_err(|_| ImageError::Format(format!("layer blob {} is missing", layer.digest)))?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).map_err(|_| {
+                ImageError::Format(format!("layer blob {} is missing", layer.digest))
+            })?;
             check_size(layer, size)?;
-            let repeated = layers.iter().find(|l: &&LayerRecord| l.digest == layer.digest).cloned();
+            let repeated = layers
+                .iter()
+                .find(|l: &&LayerRecord| l.digest == layer.digest)
+                .cloned();
             let unpacked = self.ensure_unpacked(
                 &layer.digest,
                 repeated.as_ref().or(known.get(&layer.digest).copied()),
@@ -375,7 +426,8 @@ impl ImageStore {
             if let Some(expected) = diff_ids.get(position)
                 && *expected != unpacked.diff_id
             {
-                let _ = std::fs::remove_dir_all(self.root().join("layers").join(layer.digest.hex()));
+                let _ =
+                    std::fs::remove_dir_all(self.root().join("layers").join(layer.digest.hex()));
                 return Err(ImageError::DigestMismatch {
                     what: format!("uncompressed layer {}", layer.digest),
                     expected: expected.to_string(),
@@ -390,11 +442,21 @@ impl ImageStore {
                 unpacked_size: unpacked.size,
             });
         }
-        let size = bytes.len() as u64 + config_bytes.len() as u64 + layers.iter().map(|l| l.size).sum::<u64>();
+        let size = bytes.len() as u64
+            + config_bytes.len() as u64
+            + layers.iter().map(|l| l.size).sum::<u64>();
         let id = manifest.config.digest.clone();
-        let tags: Vec<String> = names.iter().filter(|n| n.tag.is_some()).map(|n| {
-            Reference { digest: None, ..(*n).clone() }.to_string()
-        }).collect();
+        let tags: Vec<String> = names
+            .iter()
+            .filter(|n| n.tag.is_some())
+            .map(|n| {
+                Reference {
+                    digest: None,
+                    ..(*n).clone()
+                }
+                .to_string()
+            })
+            .collect();
         let mut repo_digests: Vec<String> = names
             .iter()
             .map(|n| format!("{}@{}", n.name(), manifest_digest))
@@ -406,7 +468,11 @@ impl ImageStore {
             other.repo_tags.retain(|t| !tags.contains(t));
         }
         let now = store::now_unix();
-        let media_type = if media_type.is_empty() { manifest.media_type.clone() } else { media_type.to_string() };
+        let media_type = if media_type.is_empty() {
+            manifest.media_type.clone()
+        } else {
+            media_type.to_string()
+        };
         let record = match index.images.iter_mut().find(|i| i.id == id) {
             Some(existing) => {
                 for tag in tags {
@@ -464,7 +530,10 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Resul
 /// The references an index entry's annotations give: containerd's full name, else
 /// `org.opencontainers.image.ref.name` (a full reference, or a bare tag joined to
 /// `base_name`).
-fn names_from_annotations(annotations: &BTreeMap<String, String>, base_name: Option<&str>) -> Result<Vec<Reference>> {
+fn names_from_annotations(
+    annotations: &BTreeMap<String, String>,
+    base_name: Option<&str>,
+) -> Result<Vec<Reference>> {
     if let Some(full) = annotations.get(spec::ANNOTATION_CONTAINERD_NAME) {
         return Ok(vec![Reference::parse(full)?]);
     }
@@ -498,7 +567,6 @@ fn normalise(path: &str) -> String {
     parts.join("/")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,13 +575,23 @@ mod tests {
     fn annotation_names() {
         let mut annotations = BTreeMap::new();
         annotations.insert(spec::ANNOTATION_REF_NAME.to_string(), "1.36".to_string());
-        assert!(names_from_annotations(&annotations, None).unwrap().is_empty());
+        assert!(
+            names_from_annotations(&annotations, None)
+                .unwrap()
+                .is_empty()
+        );
         let names = names_from_annotations(&annotations, Some("busybox")).unwrap();
         assert_eq!(names[0].to_string(), "docker.io/library/busybox:1.36");
-        annotations.insert(spec::ANNOTATION_REF_NAME.to_string(), "localhost:5000/app:v1".to_string());
+        annotations.insert(
+            spec::ANNOTATION_REF_NAME.to_string(),
+            "localhost:5000/app:v1".to_string(),
+        );
         let names = names_from_annotations(&annotations, Some("ignored")).unwrap();
         assert_eq!(names[0].to_string(), "localhost:5000/app:v1");
-        annotations.insert(spec::ANNOTATION_CONTAINERD_NAME.to_string(), "docker.io/library/busybox:latest".to_string());
+        annotations.insert(
+            spec::ANNOTATION_CONTAINERD_NAME.to_string(),
+            "docker.io/library/busybox:latest".to_string(),
+        );
         let names = names_from_annotations(&annotations, None).unwrap();
         assert_eq!(names[0].to_string(), "docker.io/library/busybox:latest");
     }

@@ -119,7 +119,12 @@ mod tests {
         );
         assert_eq!(Digest::parse(empty.as_str()).unwrap(), empty);
         assert_eq!(empty.short(), "e3b0c44298fc1");
-        for bad in ["e3b0c442", "sha512:00", "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855", "sha256:../../etc/passwd"] {
+        for bad in [
+            "e3b0c442",
+            "sha512:00",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha256:../../etc/passwd",
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
         }
     }

@@ -136,7 +136,9 @@ mod tests {
         };
         assert_eq!(usage.usage_percent(), 84);
         let images = [image(1, 500, 0)];
-        assert!(images_to_remove(usage, &GcPolicy::default(), &images, &HashSet::new(), NOW).is_empty());
+        assert!(
+            images_to_remove(usage, &GcPolicy::default(), &images, &HashSet::new(), NOW).is_empty()
+        );
     }
 
     #[test]
@@ -146,7 +148,12 @@ mod tests {
             capacity: 1000,
             available: 100,
         };
-        let images = [image(1, 60, 300), image(2, 60, 100), image(3, 60, 200), image(4, 60, 50)];
+        let images = [
+            image(1, 60, 300),
+            image(2, 60, 100),
+            image(3, 60, 200),
+            image(4, 60, 50),
+        ];
         let in_use: HashSet<_> = [id(4)].into();
         let removed = images_to_remove(usage, &GcPolicy::default(), &images, &in_use, NOW);
         assert_eq!(removed, [id(2), id(3)]);
@@ -200,6 +207,9 @@ mod tests {
             ..GcPolicy::default()
         };
         let images = [image(1, 10, NOW - 3601), image(2, 10, NOW - 3599)];
-        assert_eq!(images_to_remove(usage, &policy, &images, &HashSet::new(), NOW), [id(1)]);
+        assert_eq!(
+            images_to_remove(usage, &policy, &images, &HashSet::new(), NOW),
+            [id(1)]
+        );
     }
 }

@@ -6,7 +6,7 @@ mod digest;
 mod error;
 pub mod gc;
 mod reference;
-mod spec;
+pub mod spec;
 mod store;
 pub mod unpack;
 

@@ -156,7 +156,9 @@ fn valid_domain(domain: &str) -> bool {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -206,15 +208,27 @@ mod tests {
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(norm("library/busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("bitnami/nginx"), "docker.io/bitnami/nginx:latest");
-        assert_eq!(norm("index.docker.io/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(norm("docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            norm("index.docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(
+            norm("docker.io/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("localhost:5000/x"), "localhost:5000/x:latest");
         assert_eq!(norm("localhost/x:v1"), "localhost/x:v1");
-        assert_eq!(norm("registry.k8s.io/pause:3.10"), "registry.k8s.io/pause:3.10");
+        assert_eq!(
+            norm("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io/pause:3.10"
+        );
         assert_eq!(norm("127.0.0.1:5000/a/b/c:t"), "127.0.0.1:5000/a/b/c:t");
         assert_eq!(norm("[::1]:5000/x"), "[::1]:5000/x:latest");
         let digest = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(norm(&format!("busybox@{digest}")), format!("docker.io/library/busybox@{digest}"));
+        assert_eq!(
+            norm(&format!("busybox@{digest}")),
+            format!("docker.io/library/busybox@{digest}")
+        );
         assert_eq!(
             norm(&format!("busybox:1.36@{digest}")),
             format!("docker.io/library/busybox:1.36@{digest}")

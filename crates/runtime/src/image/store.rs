@@ -65,19 +65,12 @@ impl ImageRecord {
     /// prefix (`sha256:` optional), as `crictl rmi` accepts.
     fn matches(&self, query: &Query) -> bool {
         match query {
-            Query::Reference(reference) => {
-                let text = reference.to_string();
-                if reference.digest.is_some() {
-                    let digest_only = format!(
-                        "{}@{}",
-                        reference.name(),
-                        reference.digest.as_ref().unwrap()
-                    );
-                    self.repo_digests.contains(&digest_only)
-                } else {
-                    self.repo_tags.contains(&text)
-                }
-            }
+            Query::Reference(reference) => match &reference.digest {
+                Some(digest) => self
+                    .repo_digests
+                    .contains(&format!("{}@{digest}", reference.name())),
+                None => self.repo_tags.contains(&reference.to_string()),
+            },
             Query::IdPrefix(prefix) => self.id.hex().starts_with(prefix.as_str()),
         }
     }
@@ -128,7 +121,11 @@ impl ImageStore {
     /// Opens (creating when missing) the store in `<data_dir>/images`.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let root = data_dir.join("images");
-        for dir in [root.join("blobs/sha256"), root.join("layers"), root.join("tmp")] {
+        for dir in [
+            root.join("blobs/sha256"),
+            root.join("layers"),
+            root.join("tmp"),
+        ] {
             fs::create_dir_all(&dir).ctx(|| format!("create {dir:?}"))?;
         }
         Ok(ImageStore { root })
@@ -262,8 +259,10 @@ impl ImageStore {
         let doomed: HashSet<Digest> = gc::images_to_remove(usage, policy, &candidates, in_use, now)
             .into_iter()
             .collect();
-        let (removed, kept): (Vec<_>, Vec<_>) =
-            index.images.drain(..).partition(|image| doomed.contains(&image.id));
+        let (removed, kept): (Vec<_>, Vec<_>) = index
+            .images
+            .drain(..)
+            .partition(|image| doomed.contains(&image.id));
         index.images = kept;
         self.save_index(&index)?;
         self.delete_unreferenced(&index, &removed)?;
@@ -345,7 +344,10 @@ impl ImageStore {
         if !dir.exists() {
             return Ok(());
         }
-        let trash = self.root.join("tmp").join(format!("layer-trash-{}", digest.hex()));
+        let trash = self
+            .root
+            .join("tmp")
+            .join(format!("layer-trash-{}", digest.hex()));
         if trash.exists() {
             fs::remove_dir_all(&trash).ctx(|| format!("remove {trash:?}"))?;
         }
@@ -455,7 +457,8 @@ impl BlobWriter {
     /// Verifies digest (and size) when expected, fsyncs and renames the blob into place.
     /// A blob already present is kept (same digest, same bytes).
     pub fn commit(self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<Digest> {
-        self.commit_reporting(expected, expected_size).map(|(digest, _)| digest)
+        self.commit_reporting(expected, expected_size)
+            .map(|(digest, _)| digest)
     }
 
     /// Like [`BlobWriter::commit`]; also says whether the blob is new to the store.

@@ -216,8 +216,7 @@ impl Unpacker<'_> {
                 if existing.is_some() {
                     remove_any(&path)?;
                 }
-                std::os::unix::fs::symlink(&target, &path)
-                    .ctx(|| format!("symlink {path:?}"))?;
+                std::os::unix::fs::symlink(&target, &path).ctx(|| format!("symlink {path:?}"))?;
                 self.apply_owner(entry, &path)?;
                 set_mtime(&path, entry.header().mtime().unwrap_or(0))?;
             }
@@ -226,7 +225,10 @@ impl Unpacker<'_> {
                     .link_name()
                     .ctx(|| format!("layer {}: bad link", self.layer))?
                     .ok_or_else(|| {
-                        ImageError::Format(format!("layer {}: hard link without target", self.layer))
+                        ImageError::Format(format!(
+                            "layer {}: hard link without target",
+                            self.layer
+                        ))
                     })?
                     .into_owned();
                 let target_relative = self.relative(&target)?;

@@ -66,7 +66,14 @@ impl Tar {
         self.raw(name, tar::EntryType::Regular, "", 0o644, 0, 0, data)
     }
 
-    pub fn file_owned(&mut self, name: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> &mut Self {
+    pub fn file_owned(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    ) -> &mut Self {
         self.raw(name, tar::EntryType::Regular, "", mode, uid, gid, data)
     }
 
@@ -188,10 +195,18 @@ pub fn named(mut descriptor: Value, ref_name: &str) -> Value {
 
 pub fn plain_layer(tar: &mut Tar) -> (Vec<u8>, Vec<u8>, &'static str) {
     let bytes = tar.finish();
-    (bytes.clone(), bytes, "application/vnd.oci.image.layer.v1.tar")
+    (
+        bytes.clone(),
+        bytes,
+        "application/vnd.oci.image.layer.v1.tar",
+    )
 }
 
 pub fn gzip_layer(tar: &mut Tar) -> (Vec<u8>, Vec<u8>, &'static str) {
     let bytes = tar.finish();
-    (gzip(&bytes), bytes, "application/vnd.oci.image.layer.v1.tar+gzip")
+    (
+        gzip(&bytes),
+        bytes,
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    )
 }
