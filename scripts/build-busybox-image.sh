@@ -38,7 +38,6 @@ chmod 0700 "$rootfs/root"
 cp /bin/busybox "$rootfs/bin/busybox"
 for applet in $(/bin/busybox --list-full); do
     [[ -e $rootfs/$applet || -L $rootfs/$applet ]] && continue
-    mkdir -p "$rootfs/$(dirname "$applet")"
     ln -s /bin/busybox "$rootfs/$applet"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
