@@ -611,3 +611,19 @@ fn index_survives_reopen() {
         "no staging left"
     );
 }
+
+#[test]
+fn tarballs_dropped_in_the_images_dir_are_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let mut layout = Layout::default();
+    let m = layout.image(&[], json!({"Cmd": ["dropped"]}));
+    layout.index.push(named(m, "docker.io/library/dropped:1"));
+    fs::write(store.root().join("dropped.tar.gz"), gzip(&layout.archive())).unwrap();
+    fs::write(store.root().join("notes.txt"), b"not an image").unwrap();
+    let results = store.import_dropped_archives().unwrap();
+    assert_eq!(results.len(), 1);
+    assert!(results[0].0.ends_with("dropped.tar.gz"));
+    assert_eq!(results[0].1.as_ref().unwrap()[0].config.cmd, ["dropped"]);
+    assert_eq!(store.get("dropped:1").unwrap().config.cmd, ["dropped"]);
+}
