@@ -627,3 +627,47 @@ fn tarballs_dropped_in_the_images_dir_are_imported() {
     assert_eq!(results[0].1.as_ref().unwrap()[0].config.cmd, ["dropped"]);
     assert_eq!(store.get("dropped:1").unwrap().config.cmd, ["dropped"]);
 }
+
+#[test]
+fn pinned_images_are_neither_removed_nor_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
+    let mut layout = Layout::default();
+    let m = layout.image(&[], json!({}));
+    layout
+        .index
+        .push(named(m, "docker.io/library/pinned:latest"));
+    let image = import(&store, &layout.archive()).unwrap().remove(0);
+    store.pin(&image.id, "container-1").unwrap();
+    store.pin(&image.id, "container-2").unwrap();
+    assert!(store.pin(&image.id, "../escape").is_err());
+    let err = store.remove("pinned").unwrap_err();
+    assert!(
+        matches!(&err, ImageError::InUse { holders, .. } if holders == &["container-1", "container-2"]),
+        "{err}"
+    );
+    let policy = GcPolicy {
+        high_threshold_percent: 0,
+        low_threshold_percent: 0,
+        min_age: Duration::ZERO,
+        max_age: None,
+    };
+    let later = image.imported_at + 10;
+    assert!(
+        store
+            .garbage_collect(&policy, &HashSet::new(), later)
+            .unwrap()
+            .is_empty()
+    );
+    store.unpin(&image.id, "container-1").unwrap();
+    assert!(store.remove("pinned").is_err(), "one holder is left");
+    store.unpin(&image.id, "container-2").unwrap();
+    assert_eq!(
+        store
+            .garbage_collect(&policy, &HashSet::new(), later)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(!store.root().join("in-use").join(image.id.hex()).exists());
+}

@@ -27,6 +27,11 @@ pub enum ImageError {
     },
     #[error("image {0:?} not found")]
     NotFound(String),
+    #[error("image {reference:?} is in use by {holders:?}")]
+    InUse {
+        reference: String,
+        holders: Vec<String>,
+    },
     #[error("image {reference:?} is ambiguous: it matches {count} images")]
     Ambiguous { reference: String, count: usize },
     #[error("unsafe path in layer {layer}: {path:?} {reason}")]

@@ -5,6 +5,7 @@
 //! index.json               images (replaced atomically: temp file, fsync, rename)
 //! blobs/sha256/<hex>       manifests, configs and layer blobs, verified on write
 //! layers/<hex>/fs          each layer blob unpacked once, an overlayfs lowerdir
+//! in-use/<image-hex>/<who>  pins: containers using an image (rm refuses, GC spares)
 //! tmp/                     staging for blobs being written
 //! ```
 //!
@@ -223,19 +224,79 @@ impl ImageStore {
 
     /// Removes the image `reference` names (all its tags, as containerd's CRI `RemoveImage`
     /// does) with the blobs and unpacked layers no other image uses.
+    /// Refuses (with [`ImageError::InUse`]) an image that a container has pinned.
     pub fn remove(&self, reference: &str) -> Result<ImageRecord> {
         let _lock = self.lock()?;
         let mut index = self.load_index()?;
         let position = find(&index, reference)?;
+        let holders = self.holders(&index.images[position].id)?;
+        if !holders.is_empty() {
+            return Err(ImageError::InUse {
+                reference: reference.to_string(),
+                holders,
+            });
+        }
         let image = index.images.remove(position);
         self.save_index(&index)?;
         self.delete_unreferenced(&index, std::slice::from_ref(&image))?;
         Ok(image)
     }
 
+    /// Marks `image_id` as used by `holder` (a container ID: letters, digits, `-`, `_`,
+    /// `.`), so that `remove` refuses it and GC spares it, from any process, until
+    /// [`ImageStore::unpin`].
+    pub fn pin(&self, image_id: &Digest, holder: &str) -> Result<()> {
+        let path = self.pin_path(image_id, holder)?;
+        let _lock = self.lock()?;
+        if !self.load_index()?.images.iter().any(|i| &i.id == image_id) {
+            return Err(ImageError::NotFound(image_id.to_string()));
+        }
+        let dir = path.parent().expect("pin dir");
+        fs::create_dir_all(dir).ctx(|| format!("create {dir:?}"))?;
+        File::create(&path).ctx(|| format!("create {path:?}"))?;
+        Ok(())
+    }
+
+    /// Drops a pin taken with [`ImageStore::pin`]; unknown pins are ignored.
+    pub fn unpin(&self, image_id: &Digest, holder: &str) -> Result<()> {
+        let path = self.pin_path(image_id, holder)?;
+        let _lock = self.lock()?;
+        remove_if_exists(&path)?;
+        // Gone once empty; fails harmlessly while other holders remain.
+        let _ = fs::remove_dir(path.parent().expect("pin dir"));
+        Ok(())
+    }
+
+    /// Who pinned `image_id`, sorted.
+    pub fn holders(&self, image_id: &Digest) -> Result<Vec<String>> {
+        let dir = self.root.join("in-use").join(image_id.hex());
+        let mut holders = match fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect::<Vec<_>>(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(err) => return Err(err).ctx(|| format!("read {dir:?}")),
+        };
+        holders.sort();
+        Ok(holders)
+    }
+
+    fn pin_path(&self, image_id: &Digest, holder: &str) -> Result<PathBuf> {
+        let valid = !holder.is_empty()
+            && holder.len() <= 255
+            && !holder.starts_with('.')
+            && holder
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            return Err(ImageError::Format(format!("invalid pin holder {holder:?}")));
+        }
+        Ok(self.root.join("in-use").join(image_id.hex()).join(holder))
+    }
+
     /// kubelet-style image GC: when disk usage of the store's filesystem is above the high
     /// threshold, removes unused images (least recently used first) until the low threshold.
-    /// Returns the removed images.
+    /// Images in `in_use` or pinned are spared. Returns the removed images.
     pub fn garbage_collect(
         &self,
         policy: &GcPolicy,
@@ -248,14 +309,16 @@ impl ImageStore {
         let candidates: Vec<ImageUsage> = index
             .images
             .iter()
-            .map(|image| ImageUsage {
-                id: image.id.clone(),
-                size: image.size,
-                last_used: image.last_used,
-                first_detected: image.imported_at,
-                pinned: false,
+            .map(|image| {
+                Ok(ImageUsage {
+                    id: image.id.clone(),
+                    size: image.size,
+                    last_used: image.last_used,
+                    first_detected: image.imported_at,
+                    pinned: !self.holders(&image.id)?.is_empty(),
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let doomed: HashSet<Digest> = gc::images_to_remove(usage, policy, &candidates, in_use, now)
             .into_iter()
             .collect();
