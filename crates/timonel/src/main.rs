@@ -1,6 +1,7 @@
 //! `timonel`: the one binary — control plane, (later) node agent, and benchmarks.
 
 mod bench;
+mod image_cmd;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -33,6 +34,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
+    },
+    /// Manage the node agent's images: import archives, list, remove.
+    Image {
+        #[command(subcommand)]
+        what: image_cmd::ImageCommand,
     },
 }
 
@@ -167,6 +173,7 @@ fn main() {
                 }
             }
             Command::Bench { what } => bench::run(what).await,
+            Command::Image { what } => image_cmd::run(what),
         }
     });
     if let Err(err) = result {
