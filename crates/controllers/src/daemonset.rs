@@ -67,7 +67,10 @@ pub fn daemon_tolerations(host_network: bool) -> Vec<Toleration> {
         exists("node.kubernetes.io/unschedulable", "NoSchedule"),
     ];
     if host_network {
-        tolerations.push(exists("node.kubernetes.io/network-unavailable", "NoSchedule"));
+        tolerations.push(exists(
+            "node.kubernetes.io/network-unavailable",
+            "NoSchedule",
+        ));
     }
     tolerations
 }
@@ -116,14 +119,19 @@ pub fn node_should_run(ds: &DaemonSet, node: &Node) -> Placement {
     let spec = spec_with_daemon_tolerations(ds);
     let name = node.name_any();
     let labels = node.metadata.labels.as_ref();
-    let selector_fits = spec.node_selector.iter().flatten().all(|(key, value)| {
-        labels.and_then(|l| l.get(key)) == Some(value)
-    });
+    let selector_fits = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(key, value)| labels.and_then(|l| l.get(key)) == Some(value));
     let affinity_fits = spec
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .is_none_or(|required| node_matches_terms(&required.node_selector_terms, &name, labels));
     if !selector_fits || !affinity_fits {
         return Placement {
@@ -216,7 +224,10 @@ pub fn daemon_pod(ds: &DaemonSet, node: &str, hash: &str) -> Result<Pod, Error> 
         .ok_or_else(|| Error::InvalidObject("daemonset has no name or uid".into()))?;
     let mut labels = template_meta.labels.unwrap_or_default();
     labels.insert(CONTROLLER_REVISION_HASH_LABEL.into(), hash.into());
-    labels.insert(POD_TEMPLATE_GENERATION_LABEL.into(), template_generation(ds));
+    labels.insert(
+        POD_TEMPLATE_GENERATION_LABEL.into(),
+        template_generation(ds),
+    );
     let mut spec = spec_with_daemon_tolerations(ds);
     spec.affinity = Some(affinity_for_node(spec.affinity.take(), node));
     Ok(Pod {
@@ -235,7 +246,10 @@ pub fn daemon_pod(ds: &DaemonSet, node: &str, hash: &str) -> Result<Pod, Error> 
 }
 
 fn is_updated(pod: &Pod, hash: &str) -> bool {
-    pod.labels().get(CONTROLLER_REVISION_HASH_LABEL).map(String::as_str) == Some(hash)
+    pod.labels()
+        .get(CONTROLLER_REVISION_HASH_LABEL)
+        .map(String::as_str)
+        == Some(hash)
 }
 
 fn is_failed(pod: &Pod) -> bool {
@@ -308,8 +322,7 @@ pub fn reconcile(
     }
     let owned_revs = owned_revisions(revisions, uid);
     let collision_count = ds.status.as_ref().and_then(|s| s.collision_count);
-    let (revision, change) =
-        current_revision(ds, &spec.template, &owned_revs, collision_count)?;
+    let (revision, change) = current_revision(ds, &spec.template, &owned_revs, collision_count)?;
     let hash = revision
         .labels()
         .get(CONTROLLER_REVISION_HASH_LABEL)
@@ -373,7 +386,11 @@ pub fn reconcile(
             wanted.push(name.clone());
         }
         // Status counts the pods as they are now.
-        let mut active: Vec<&Pod> = node_pods.iter().copied().filter(|p| pod_is_active(p)).collect();
+        let mut active: Vec<&Pod> = node_pods
+            .iter()
+            .copied()
+            .filter(|p| pod_is_active(p))
+            .collect();
         oldest_first(&mut active);
         if placement.should_run {
             status.desired_number_scheduled += 1;
@@ -400,7 +417,10 @@ pub fn reconcile(
             create_on.push(name.clone());
         } else if placement.should_continue_running {
             let mut running: Vec<&Pod> = Vec::new();
-            for pod in node_pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+            for pod in node_pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+            {
                 if is_failed(pod) {
                     events.push(EventSpec::warning(
                         "FailedDaemonPod",
@@ -412,7 +432,7 @@ pub fn reconcile(
                     ));
                     delete.push(to_delete(pod));
                 } else {
-                    running.push(pod);
+                    running.push(*pod);
                 }
             }
             oldest_first(&mut running);
@@ -467,7 +487,10 @@ pub fn reconcile(
             max_unavailable,
         });
         for pod in update.delete {
-            if !delete.iter().any(|d| d.uid == pod.uid && d.name == pod.name) {
+            if !delete
+                .iter()
+                .any(|d| d.uid == pod.uid && d.name == pod.name)
+            {
                 delete.push(pod);
             }
         }
@@ -531,8 +554,15 @@ struct RollingOutput {
 fn updated_and_old<'a>(pods: &[&'a Pod], hash: &str) -> Option<(Option<&'a Pod>, Option<&'a Pod>)> {
     let mut new = None;
     let mut old = None;
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-        let slot = if is_updated(pod, hash) { &mut new } else { &mut old };
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        let slot = if is_updated(pod, hash) {
+            &mut new
+        } else {
+            &mut old
+        };
         if slot.replace(*pod).is_some() {
             return None;
         }
@@ -603,7 +633,9 @@ fn rolling_update(input: RollingInput<'_>) -> RollingOutput {
         .unwrap_or(0)
         .min(candidates.len());
     output.create_on = allowed;
-    output.create_on.extend(candidates.into_iter().take(remaining));
+    output
+        .create_on
+        .extend(candidates.into_iter().take(remaining));
     output
 }
 
@@ -639,7 +671,12 @@ async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
         .filter(|p| in_namespace(p.metadata.namespace.as_deref()))
         .map(|p| (*p).clone())
         .collect();
-    let nodes: Vec<Node> = ctx.nodes.state().into_iter().map(|n| (*n).clone()).collect();
+    let nodes: Vec<Node> = ctx
+        .nodes
+        .state()
+        .into_iter()
+        .map(|n| (*n).clone())
+        .collect();
     let revisions: Vec<ControllerRevision> = ctx
         .revisions
         .state()
@@ -699,7 +736,8 @@ async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
             match result {
                 Ok(pod) => {
                     let name = pod.name_any();
-                    let event = EventSpec::normal("SuccessfulCreate", format!("Created pod: {name}"));
+                    let event =
+                        EventSpec::normal("SuccessfulCreate", format!("Created pod: {name}"));
                     emit_event(&ctx.client, &reference, &event, COMPONENT).await;
                     created.insert(name);
                 }
@@ -754,7 +792,11 @@ async fn sync(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Error> {
         let patch = serde_json::json!({"status": status});
         ignore_not_found(
             ds_api
-                .patch_status(&ds.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(
+                    &ds.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await
                 .map(drop),
         )?;
@@ -811,7 +853,9 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         }
     };
     controller
-        .watches_stream(pod_stream, move |pod: Pod| owned_by_daemonset(&pod.metadata))
+        .watches_stream(pod_stream, move |pod: Pod| {
+            owned_by_daemonset(&pod.metadata)
+        })
         .watches_stream(revision_stream, move |r: ControllerRevision| {
             owned_by_daemonset(&r.metadata)
         })
@@ -1073,8 +1117,20 @@ mod tests {
 
         let plain = ds("a:1");
         // Cordoned and not-ready nodes are tolerated by the daemon tolerations.
-        assert!(run(&plain, &tainted(node("n"), "node.kubernetes.io/unschedulable", "NoSchedule")).should_run);
-        assert!(run(&plain, &tainted(node("n"), "node.kubernetes.io/not-ready", "NoExecute")).should_run);
+        assert!(
+            run(
+                &plain,
+                &tainted(node("n"), "node.kubernetes.io/unschedulable", "NoSchedule")
+            )
+            .should_run
+        );
+        assert!(
+            run(
+                &plain,
+                &tainted(node("n"), "node.kubernetes.io/not-ready", "NoExecute")
+            )
+            .should_run
+        );
         assert_eq!(
             run(&plain, &tainted(node("n"), "dedicated", "NoSchedule")),
             Placement {
@@ -1116,7 +1172,10 @@ mod tests {
         ];
         let plan = reconcile(&set, &nodes, &pods, &[], ts(100)).unwrap();
         assert_eq!(names(&plan.delete), ["dup", "failed", "evicted"]);
-        assert!(plan.create_on.is_empty(), "n3 waits for its failed pod to go");
+        assert!(
+            plan.create_on.is_empty(),
+            "n3 waits for its failed pod to go"
+        );
         assert_eq!(plan.events[0].reason, "FailedDaemonPod");
         assert_eq!(plan.status.desired_number_scheduled, 3);
         assert_eq!(plan.status.current_number_scheduled, 2);

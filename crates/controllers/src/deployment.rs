@@ -20,11 +20,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::ControllerOptions;
-use crate::history::{SAFE_ALPHANUMS, fnv32a, prune_zero_values, sort_keys};
 use crate::common::{
     Error, EventSpec, api_error_code, controller_of, controller_reference, emit_event,
     object_reference, seconds_between, selector_is_empty, selector_matches,
 };
+use crate::history::{SAFE_ALPHANUMS, fnv32a, prune_zero_values, sort_keys};
 
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 pub const DESIRED_REPLICAS_ANNOTATION: &str = "deployment.kubernetes.io/desired-replicas";

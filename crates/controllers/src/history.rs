@@ -213,7 +213,10 @@ pub fn current_revision<K: Resource<DynamicType = ()>>(
                 },
             )
         }
-        None => (candidate.clone(), RevisionChange::Create(Box::new(candidate))),
+        None => (
+            candidate.clone(),
+            RevisionChange::Create(Box::new(candidate)),
+        ),
     })
 }
 
@@ -294,10 +297,17 @@ mod tests {
         let data = template_patch(&template("a:1"));
         assert_eq!(data["spec"]["template"]["$patch"], "replace");
         // Zero values are dropped so a client's round trip hashes alike.
-        assert!(data["spec"]["template"]["spec"].get("hostNetwork").is_none());
+        assert!(
+            data["spec"]["template"]["spec"]
+                .get("hostNetwork")
+                .is_none()
+        );
         let revision = new_revision(&parent(), &template("a:1"), 1, None).unwrap();
         let back = template_of(&revision).unwrap();
-        assert_eq!(back.spec.unwrap().containers[0].image.as_deref(), Some("a:1"));
+        assert_eq!(
+            back.spec.unwrap().containers[0].image.as_deref(),
+            Some("a:1")
+        );
     }
 
     #[test]
@@ -313,9 +323,16 @@ mod tests {
             "first"
         );
         let owner = &revision.metadata.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("DaemonSet", "uid-x"));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("DaemonSet", "uid-x")
+        );
         let other = new_revision(&parent(), &template("a:1"), 3, Some(1)).unwrap();
-        assert_ne!(other.name_any(), revision.name_any(), "collision count changes the name");
+        assert_ne!(
+            other.name_any(),
+            revision.name_any(),
+            "collision count changes the name"
+        );
     }
 
     #[test]
@@ -325,7 +342,10 @@ mod tests {
         assert_eq!(first.revision, 1);
         assert!(matches!(change, RevisionChange::Create(_)));
         let (same, change) = current_revision(&ds, &template("a:1"), &[&first], None).unwrap();
-        assert_eq!((same.name_any(), change), (first.name_any(), RevisionChange::None));
+        assert_eq!(
+            (same.name_any(), change),
+            (first.name_any(), RevisionChange::None)
+        );
         let second = new_revision(&ds, &template("a:2"), 2, None).unwrap();
         let (back, change) =
             current_revision(&ds, &template("a:1"), &[&first, &second], None).unwrap();

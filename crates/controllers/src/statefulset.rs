@@ -271,8 +271,11 @@ pub fn reconcile(
             .iter()
             .filter_map(|(_, p)| revision_of(p).map(String::from)),
     );
-    let prune_revisions =
-        revisions_to_prune(&owned_revs, &live, spec.revision_history_limit.unwrap_or(10));
+    let prune_revisions = revisions_to_prune(
+        &owned_revs,
+        &live,
+        spec.revision_history_limit.unwrap_or(10),
+    );
     let requeue_after = next_availability(&owned, min_ready_seconds, now);
     let mut plan = StatefulSetPlan {
         revision: change,
@@ -333,12 +336,15 @@ pub fn reconcile(
                     stateful_pod(set, &spec.template, &update_name, ordinal)?
                 };
                 plan.actions.extend(missing_claims(ordinal, &name));
-                plan.actions.push(StatefulSetAction::CreatePod(Box::new(pod)));
+                plan.actions
+                    .push(StatefulSetAction::CreatePod(Box::new(pod)));
                 if monotonic {
                     return Ok(plan);
                 }
             }
-            Some(pod) if matches!(phase(pod), Some("Failed" | "Succeeded")) && !is_terminating(pod) => {
+            Some(pod)
+                if matches!(phase(pod), Some("Failed" | "Succeeded")) && !is_terminating(pod) =>
+            {
                 plan.events.push(EventSpec::warning(
                     "RecreatingFailedPod",
                     format!(
@@ -346,15 +352,16 @@ pub fn reconcile(
                         set.namespace().unwrap_or_default()
                     ),
                 ));
-                plan.actions.push(StatefulSetAction::DeletePod(to_delete(pod)));
+                plan.actions
+                    .push(StatefulSetAction::DeletePod(to_delete(pod)));
                 if monotonic {
                     return Ok(plan);
                 }
             }
             Some(pod) => {
                 plan.actions.extend(missing_claims(ordinal, &name));
-                let ready = is_running_and_ready(pod)
-                    && pod_is_available(pod, min_ready_seconds, now);
+                let ready =
+                    is_running_and_ready(pod) && pod_is_available(pod, min_ready_seconds, now);
                 if monotonic && (is_terminating(pod) || !ready) {
                     return Ok(plan);
                 }
@@ -376,7 +383,8 @@ pub fn reconcile(
         {
             return Ok(plan);
         }
-        plan.actions.push(StatefulSetAction::DeletePod(to_delete(pod)));
+        plan.actions
+            .push(StatefulSetAction::DeletePod(to_delete(pod)));
         if monotonic {
             return Ok(plan);
         }
@@ -392,7 +400,8 @@ pub fn reconcile(
             return Ok(plan);
         };
         if revision_of(pod) != Some(update_name.as_str()) && !is_terminating(pod) {
-            plan.actions.push(StatefulSetAction::DeletePod(to_delete(pod)));
+            plan.actions
+                .push(StatefulSetAction::DeletePod(to_delete(pod)));
             return Ok(plan);
         }
         if !is_healthy(pod) {
@@ -722,7 +731,9 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
         }
     };
     controller
-        .watches_stream(pod_stream, move |pod: Pod| owned_by_statefulset(&pod.metadata))
+        .watches_stream(pod_stream, move |pod: Pod| {
+            owned_by_statefulset(&pod.metadata)
+        })
         .watches_stream(revision_stream, move |r: ControllerRevision| {
             owned_by_statefulset(&r.metadata)
         })
@@ -830,8 +841,8 @@ mod tests {
     }
 
     fn pod(set: &StatefulSet, ordinal: i32, revision: &str, ready: bool) -> Pod {
-        let mut pod = stateful_pod(set, &set.spec.as_ref().unwrap().template, revision, ordinal)
-            .unwrap();
+        let mut pod =
+            stateful_pod(set, &set.spec.as_ref().unwrap().template, revision, ordinal).unwrap();
         pod.metadata.uid = Some(format!("uid-{ordinal}"));
         pod.metadata.creation_timestamp = Some(Time(ts(0)));
         pod.status = Some(PodStatus {
@@ -857,7 +868,9 @@ mod tests {
         plan.actions
             .iter()
             .map(|a| match a {
-                StatefulSetAction::CreateClaim { claim, .. } => format!("claim {}", claim.name_any()),
+                StatefulSetAction::CreateClaim { claim, .. } => {
+                    format!("claim {}", claim.name_any())
+                }
                 StatefulSetAction::CreatePod(p) => format!("create {}", p.name_any()),
                 StatefulSetAction::DeletePod(p) => format!("delete {}", p.name),
             })
@@ -894,7 +907,10 @@ mod tests {
         let claim = &claims_for(&set, 2)[0];
         assert_eq!(claim.name_any(), "data-web-2");
         assert_eq!(claim.labels()["app"], "web");
-        assert!(claim.metadata.owner_references.is_none(), "Retain: no owner");
+        assert!(
+            claim.metadata.owner_references.is_none(),
+            "Retain: no owner"
+        );
     }
 
     #[test]
@@ -926,7 +942,12 @@ mod tests {
         let plan = reconcile(&set, &pods, &[], &claims(&set, 1), ts(0)).unwrap();
         assert_eq!(
             summary(&plan),
-            ["claim data-web-1", "create web-1", "claim data-web-2", "create web-2"]
+            [
+                "claim data-web-1",
+                "create web-1",
+                "claim data-web-2",
+                "create web-2"
+            ]
         );
     }
 
@@ -934,14 +955,22 @@ mod tests {
     fn scale_down_deletes_highest_ordinal_one_at_a_time() {
         let set = sts(1, "nginx:1");
         let rev = update_name(&set);
-        let pods = [pod(&set, 0, &rev, true), pod(&set, 1, &rev, true), pod(&set, 2, &rev, true)];
+        let pods = [
+            pod(&set, 0, &rev, true),
+            pod(&set, 1, &rev, true),
+            pod(&set, 2, &rev, true),
+        ];
         let plan = reconcile(&set, &pods, &[], &claims(&set, 3), ts(0)).unwrap();
         assert_eq!(summary(&plan), ["delete web-2"]);
         assert_eq!(plan.status.replicas, 3);
 
         let mut terminating = pod(&set, 2, &rev, true);
         terminating.metadata.deletion_timestamp = Some(Time(ts(1)));
-        let pods = [pod(&set, 0, &rev, true), pod(&set, 1, &rev, true), terminating];
+        let pods = [
+            pod(&set, 0, &rev, true),
+            pod(&set, 1, &rev, true),
+            terminating,
+        ];
         let plan = reconcile(&set, &pods, &[], &claims(&set, 3), ts(0)).unwrap();
         assert!(plan.actions.is_empty(), "waits for web-2 to go");
 
@@ -955,30 +984,37 @@ mod tests {
     fn rolling_update_goes_in_reverse_order_and_honours_partition() {
         let old = sts(3, "nginx:1");
         let old_rev = update_name(&old);
-        let old_revision = crate::history::new_revision(
-            &old,
-            &old.spec.as_ref().unwrap().template,
-            1,
-            None,
-        )
-        .unwrap();
+        let old_revision =
+            crate::history::new_revision(&old, &old.spec.as_ref().unwrap().template, 1, None)
+                .unwrap();
         let mut new = sts(3, "nginx:2");
         new.status = Some(StatefulSetStatus {
             current_revision: Some(old_rev.clone()),
             ..Default::default()
         });
         let revisions = [old_revision];
-        let pods = [pod(&old, 0, &old_rev, true), pod(&old, 1, &old_rev, true), pod(&old, 2, &old_rev, true)];
+        let pods = [
+            pod(&old, 0, &old_rev, true),
+            pod(&old, 1, &old_rev, true),
+            pod(&old, 2, &old_rev, true),
+        ];
         let plan = reconcile(&new, &pods, &revisions, &claims(&new, 3), ts(0)).unwrap();
         assert_eq!(summary(&plan), ["delete web-2"]);
         let new_rev = plan.status.update_revision.clone().unwrap();
         assert_ne!(new_rev, old_rev);
-        assert_eq!(plan.status.current_revision.as_deref(), Some(old_rev.as_str()));
+        assert_eq!(
+            plan.status.current_revision.as_deref(),
+            Some(old_rev.as_str())
+        );
         assert_eq!(plan.status.current_replicas, Some(3));
         assert_eq!(plan.status.updated_replicas, Some(0));
 
         // web-2 recreated at the new revision and ready: web-1 next.
-        let pods = [pod(&old, 0, &old_rev, true), pod(&old, 1, &old_rev, true), pod(&new, 2, &new_rev, true)];
+        let pods = [
+            pod(&old, 0, &old_rev, true),
+            pod(&old, 1, &old_rev, true),
+            pod(&new, 2, &new_rev, true),
+        ];
         let plan = reconcile(&new, &pods, &revisions, &claims(&new, 3), ts(0)).unwrap();
         assert_eq!(summary(&plan), ["delete web-1"]);
 
@@ -998,7 +1034,14 @@ mod tests {
             .partition = Some(2);
         let plan = reconcile(&partitioned, &pods, &revisions, &claims(&new, 3), ts(0)).unwrap();
         assert!(plan.actions.is_empty());
-        let plan = reconcile(&partitioned, &pods[1..], &revisions, &claims(&new, 3), ts(0)).unwrap();
+        let plan = reconcile(
+            &partitioned,
+            &pods[1..],
+            &revisions,
+            &claims(&new, 3),
+            ts(0),
+        )
+        .unwrap();
         let StatefulSetAction::CreatePod(web0) = &plan.actions[0] else {
             panic!("expected web-0 to be created: {:?}", summary(&plan));
         };
@@ -1009,10 +1052,17 @@ mod tests {
         );
 
         // All updated and ready: the update revision becomes current.
-        let pods = [pod(&new, 0, &new_rev, true), pod(&new, 1, &new_rev, true), pod(&new, 2, &new_rev, true)];
+        let pods = [
+            pod(&new, 0, &new_rev, true),
+            pod(&new, 1, &new_rev, true),
+            pod(&new, 2, &new_rev, true),
+        ];
         let plan = reconcile(&new, &pods, &revisions, &claims(&new, 3), ts(0)).unwrap();
         assert!(plan.actions.is_empty());
-        assert_eq!(plan.status.current_revision.as_deref(), Some(new_rev.as_str()));
+        assert_eq!(
+            plan.status.current_revision.as_deref(),
+            Some(new_rev.as_str())
+        );
         assert_eq!(plan.status.current_replicas, Some(3));
         assert_eq!(plan.status.ready_replicas, Some(3));
         assert_eq!(plan.status.available_replicas, Some(3));

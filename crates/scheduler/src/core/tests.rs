@@ -195,7 +195,10 @@ fn not_ready_and_unschedulable_nodes_are_filtered() {
 fn daemon_pod_binds_to_its_named_node_even_when_cordoned() {
     let mut cordoned = node("b", "4", "8Gi");
     cordoned.spec.as_mut().unwrap().unschedulable = Some(true);
-    let snapshot = Snapshot::new(vec![node("a", "4", "8Gi"), cordoned, node("c", "4", "8Gi")], vec![]);
+    let snapshot = Snapshot::new(
+        vec![node("a", "4", "8Gi"), cordoned, node("c", "4", "8Gi")],
+        vec![],
+    );
     let mut p = pod("agent-x", "100m", "");
     spec(&mut p).affinity = Some(Affinity {
         node_affinity: Some(NodeAffinity {
@@ -221,7 +224,11 @@ fn daemon_pod_binds_to_its_named_node_even_when_cordoned() {
     }]);
     assert_eq!(chosen(&p, &snapshot), ["b".to_string()].into());
     spec(&mut p).tolerations = None;
-    assert!(fit_error(&p, &snapshot).to_string().starts_with("0/3 nodes are available:"));
+    assert!(
+        fit_error(&p, &snapshot)
+            .to_string()
+            .starts_with("0/3 nodes are available:")
+    );
 }
 
 #[test]

@@ -61,8 +61,8 @@ fn daemonset_covers_every_node_including_new_and_selected_ones() {
     let labels = &pod["metadata"]["labels"];
     assert!(labels["controller-revision-hash"].is_string(), "{labels}");
     assert!(labels["pod-template-generation"].is_string(), "{labels}");
-    let fields = &pod["spec"]["affinity"]["nodeAffinity"]
-        ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchFields"][0];
+    let fields = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0]["matchFields"][0];
     assert_eq!(fields["key"], "metadata.name", "{pod}");
     assert_eq!(fields["values"][0], pod["spec"]["nodeName"], "{pod}");
     let status = s.get_json(&["ds", "agent"])["status"].clone();
@@ -83,7 +83,9 @@ fn daemonset_covers_every_node_including_new_and_selected_ones() {
         "jsonpath={range .items[*]}{.involvedObject.kind} {.reason} {.message}{\"\\n\"}{end}",
     ]);
     assert!(
-        events.lines().any(|l| l.starts_with("DaemonSet SuccessfulCreate Created pod: agent-")),
+        events
+            .lines()
+            .any(|l| l.starts_with("DaemonSet SuccessfulCreate Created pod: agent-")),
         "{events}"
     );
 
@@ -102,22 +104,26 @@ fn daemonset_covers_every_node_including_new_and_selected_ones() {
     // A new template rolls out and is recorded in the history.
     s.kubectl_ok(&["set", "image", "ds/agent", "c=busybox:1.37"]);
     s.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=90s"]);
-    s.eventually("every pod at the new image", Duration::from_secs(30), || {
-        let images = s.kubectl_ok(&[
-            "get",
-            "pods",
-            "-l",
-            "app=agent",
-            "-o",
-            "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
-        ]);
-        let images: Vec<&str> = images.lines().collect();
-        if images.len() == 4 && images.iter().all(|i| *i == "busybox:1.37") {
-            Ok(())
-        } else {
-            Err(format!("images: {images:?}"))
-        }
-    });
+    s.eventually(
+        "every pod at the new image",
+        Duration::from_secs(30),
+        || {
+            let images = s.kubectl_ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=agent",
+                "-o",
+                "jsonpath={range .items[*]}{.spec.containers[0].image}{\"\\n\"}{end}",
+            ]);
+            let images: Vec<&str> = images.lines().collect();
+            if images.len() == 4 && images.iter().all(|i| *i == "busybox:1.37") {
+                Ok(())
+            } else {
+                Err(format!("images: {images:?}"))
+            }
+        },
+    );
     let history = s.kubectl_ok(&["rollout", "history", "ds/agent"]);
     let revisions: Vec<&str> = history
         .lines()
@@ -129,11 +135,18 @@ fn daemonset_covers_every_node_including_new_and_selected_ones() {
 
     // A nodeSelector limits the DaemonSet to the labelled node.
     s.kubectl_ok(&["label", "node", "sim-1", "disk=ssd"]);
-    s.apply_stdin(&daemonset("ssd-agent", "busybox:1.36", Some(("disk", "ssd"))));
+    s.apply_stdin(&daemonset(
+        "ssd-agent",
+        "busybox:1.36",
+        Some(("disk", "ssd")),
+    ));
     s.kubectl_ok(&["rollout", "status", "ds/ssd-agent", "--timeout=60s"]);
     let (nodes, count) = pod_nodes(&s, "ssd-agent");
     assert_eq!((nodes, count), (set(&["sim-1"]), 1));
-    assert_eq!(s.jsonpath("ds/ssd-agent", "{.status.desiredNumberScheduled}"), "1");
+    assert_eq!(
+        s.jsonpath("ds/ssd-agent", "{.status.desiredNumberScheduled}"),
+        "1"
+    );
 }
 
 const STATEFULSET: &str = "apiVersion: apps/v1
@@ -218,16 +231,25 @@ fn statefulset_creates_pods_in_order_with_claims_and_scales_down_from_the_top() 
         pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
         "web-1"
     );
-    assert_eq!(pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    assert_eq!(
+        pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+        "1"
+    );
     let volume = pod["spec"]["volumes"]
         .as_array()
         .and_then(|v| v.iter().find(|v| v["name"] == "data"))
         .cloned()
         .unwrap_or_default();
-    assert_eq!(volume["persistentVolumeClaim"]["claimName"], "data-web-1", "{pod}");
+    assert_eq!(
+        volume["persistentVolumeClaim"]["claimName"], "data-web-1",
+        "{pod}"
+    );
     let status = s.get_json(&["sts", "web"])["status"].clone();
     assert_eq!(status["readyReplicas"], 3, "{status}");
-    assert_eq!(status["currentRevision"], status["updateRevision"], "{status}");
+    assert_eq!(
+        status["currentRevision"], status["updateRevision"],
+        "{status}"
+    );
     assert_eq!(
         pod["metadata"]["labels"]["controller-revision-hash"],
         status["updateRevision"]
@@ -239,7 +261,9 @@ fn statefulset_creates_pods_in_order_with_claims_and_scales_down_from_the_top() 
         "jsonpath={range .items[*]}{.involvedObject.kind} {.reason} {.message}{\"\\n\"}{end}",
     ]);
     assert!(
-        events.contains("StatefulSet SuccessfulCreate create Pod web-0 in StatefulSet web successful"),
+        events.contains(
+            "StatefulSet SuccessfulCreate create Pod web-0 in StatefulSet web successful"
+        ),
         "{events}"
     );
     assert!(
@@ -278,5 +302,8 @@ fn statefulset_creates_pods_in_order_with_claims_and_scales_down_from_the_top() 
     });
     s.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
     // Claims stay (persistentVolumeClaimRetentionPolicy whenScaled: Retain).
-    assert_eq!(s.kubectl_ok(&["get", "pvc", "-o", "name"]).lines().count(), 3);
+    assert_eq!(
+        s.kubectl_ok(&["get", "pvc", "-o", "name"]).lines().count(),
+        3
+    );
 }
