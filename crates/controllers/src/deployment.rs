@@ -24,6 +24,7 @@ use crate::common::{
     Error, EventSpec, api_error_code, controller_of, controller_reference, emit_event,
     object_reference, seconds_between, selector_is_empty, selector_matches,
 };
+use crate::history::{SAFE_ALPHANUMS, fnv32a, prune_zero_values, sort_keys};
 
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 pub const DESIRED_REPLICAS_ANNOTATION: &str = "deployment.kubernetes.io/desired-replicas";
@@ -73,18 +74,6 @@ pub struct DeploymentPlan {
     pub requeue_after: Option<Duration>,
 }
 
-/// FNV-32a, the hash upstream's `ComputeHash` uses.
-fn fnv32a(bytes: &[u8], mut hash: u32) -> u32 {
-    for byte in bytes {
-        hash ^= u32::from(*byte);
-        hash = hash.wrapping_mul(16_777_619);
-    }
-    hash
-}
-
-/// Upstream's `rand.SafeEncodeString` alphabet: no vowels (no words) and no look-alikes.
-const SAFE_ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
 /// The `pod-template-hash` of a template: FNV-32a over the template (here its normalized JSON
 /// form, where upstream hashes a deep print) plus the collision count, its decimal form
 /// safe-encoded.
@@ -104,29 +93,6 @@ pub fn compute_hash(
         .collect())
 }
 
-/// Drops zero values (false, 0, "", null, empty lists and maps), recursively. Go clients such
-/// as `kubectl rollout undo` omit them, so a template written back by a client must still
-/// compare equal to, and hash like, the stored one.
-fn prune_zero_values(value: &mut serde_json::Value) -> bool {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            map.retain(|_, v| !prune_zero_values(v));
-            map.is_empty()
-        }
-        Value::Array(items) => {
-            for item in items.iter_mut() {
-                prune_zero_values(item);
-            }
-            items.is_empty()
-        }
-        Value::Null => true,
-        Value::Bool(b) => !*b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-    }
-}
-
 /// The template as compared and hashed: without `pod-template-hash`, zero values pruned.
 fn normalized_template(template: Option<&PodTemplateSpec>) -> serde_json::Value {
     let mut value = serde_json::to_value(template.cloned().unwrap_or_default()).unwrap_or_default();
@@ -138,20 +104,6 @@ fn normalized_template(template: Option<&PodTemplateSpec>) -> serde_json::Value 
     }
     prune_zero_values(&mut value);
     sort_keys(value)
-}
-
-/// Rebuilds objects with sorted keys so that the hash does not depend on field order.
-fn sort_keys(value: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Value::Object(map) => {
-            let sorted: std::collections::BTreeMap<String, Value> =
-                map.into_iter().map(|(k, v)| (k, sort_keys(v))).collect();
-            Value::Object(sorted.into_iter().collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
-        other => other,
-    }
 }
 
 fn revision_of(rs: &ReplicaSet) -> i64 {

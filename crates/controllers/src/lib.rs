@@ -5,11 +5,15 @@
 use std::time::Duration;
 
 pub mod common;
+pub mod daemonset;
 pub mod deployment;
+pub mod expectations;
 pub mod gc;
+pub mod history;
 pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
+pub mod statefulset;
 
 /// Settings shared by every controller.
 #[derive(Debug, Clone)]
@@ -37,6 +41,8 @@ pub async fn run_all(client: kube::Client, options: ControllerOptions) -> anyhow
         deployment::run(client.clone(), options.clone()),
         gc::run(client.clone(), options.clone()),
         namespace::run(client.clone(), options.clone()),
+        daemonset::run(client.clone(), options.clone()),
+        statefulset::run(client.clone(), options.clone()),
         serviceaccount::run(client, options),
     )?;
     Ok(())

@@ -80,9 +80,52 @@ fn validate_selector_and_template(
         }
     }
     match map_field(spec, "template", "spec.template", errs) {
-        Some(template) => validate_pod_template(template, "spec.template", errs),
+        Some(template) => {
+            if kind_word == "statefulset" {
+                let template = with_claim_template_volumes(spec, template);
+                validate_pod_template(&template, "spec.template", errs)
+            } else {
+                validate_pod_template(template, "spec.template", errs)
+            }
+        }
         None => errs.push(FieldError::required("spec.template", "")),
     }
+}
+
+/// A StatefulSet's containers may mount its volumeClaimTemplates by name: the controller adds
+/// those volumes to each pod, so validation sees them as persistentVolumeClaim volumes.
+fn with_claim_template_volumes(
+    spec: &Map<String, Value>,
+    template: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut template = template.clone();
+    let names: Vec<Value> = spec
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/metadata/name").cloned())
+        .collect();
+    if names.is_empty() {
+        return template;
+    }
+    if let Some(pod_spec) = template.get_mut("spec").and_then(Value::as_object_mut) {
+        let volumes = pod_spec
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if volumes.is_null() {
+            *volumes = Value::Array(Vec::new());
+        }
+        if let Some(volumes) = volumes.as_array_mut() {
+            for name in names {
+                if !volumes.iter().any(|v| v.get("name") == Some(&name)) {
+                    let claim = serde_json::json!({"name": name, "persistentVolumeClaim": {"claimName": name}});
+                    volumes.push(claim);
+                }
+            }
+        }
+    }
+    template
 }
 
 fn template_restart_policy(

@@ -49,6 +49,21 @@ fn valid_objects_have_no_errors() {
         lines(&check("apps", "StatefulSet", sts.clone())),
         Vec::<String>::new()
     );
+    // Containers may mount a volumeClaimTemplate by name.
+    let mut with_claims = sts.clone();
+    with_claims["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    with_claims["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
+    assert_eq!(
+        lines(&check("apps", "StatefulSet", with_claims.clone())),
+        Vec::<String>::new()
+    );
+    with_claims["kind"] = json!("Deployment");
+    assert_eq!(
+        lines(&check("apps", "Deployment", with_claims)),
+        ["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"data\""]
+    );
     assert_eq!(
         lines(&check("apps", "DaemonSet", sts.clone())),
         Vec::<String>::new()

@@ -189,6 +189,48 @@ fn not_ready_and_unschedulable_nodes_are_filtered() {
     assert_eq!(schedule(&tolerant, &only_bad, 1).unwrap(), "b");
 }
 
+/// A DaemonSet pod: a `metadata.name In [node]` term and the unschedulable toleration bind it
+/// to its node, even a cordoned one, and nowhere else.
+#[test]
+fn daemon_pod_binds_to_its_named_node_even_when_cordoned() {
+    let mut cordoned = node("b", "4", "8Gi");
+    cordoned.spec.as_mut().unwrap().unschedulable = Some(true);
+    let snapshot = Snapshot::new(
+        vec![node("a", "4", "8Gi"), cordoned, node("c", "4", "8Gi")],
+        vec![],
+    );
+    let mut p = pod("agent-x", "100m", "");
+    spec(&mut p).affinity = Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: None,
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(vec!["b".into()]),
+                    }]),
+                }],
+            }),
+            preferred_during_scheduling_ignored_during_execution: None,
+        }),
+        ..Default::default()
+    });
+    spec(&mut p).tolerations = Some(vec![Toleration {
+        key: Some("node.kubernetes.io/unschedulable".into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoSchedule".into()),
+        ..Default::default()
+    }]);
+    assert_eq!(chosen(&p, &snapshot), ["b".to_string()].into());
+    spec(&mut p).tolerations = None;
+    assert!(
+        fit_error(&p, &snapshot)
+            .to_string()
+            .starts_with("0/3 nodes are available:")
+    );
+}
+
 #[test]
 fn taints_against_tolerations() {
     let snapshot = Snapshot::new(
