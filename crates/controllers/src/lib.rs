@@ -5,8 +5,10 @@
 use std::time::Duration;
 
 pub mod common;
+pub mod cronjob;
 pub mod deployment;
 pub mod gc;
+pub mod job;
 pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -37,6 +39,8 @@ pub async fn run_all(client: kube::Client, options: ControllerOptions) -> anyhow
         deployment::run(client.clone(), options.clone()),
         gc::run(client.clone(), options.clone()),
         namespace::run(client.clone(), options.clone()),
+        job::run(client.clone(), options.clone()),
+        cronjob::run(client.clone(), options.clone()),
         serviceaccount::run(client, options),
     )?;
     Ok(())
