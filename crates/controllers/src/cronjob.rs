@@ -462,8 +462,12 @@ async fn sync(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
-        match job_api.delete(&victim.name, &params).await {
-            Ok(_) | Err(kube::Error::Api(kube::core::ErrorResponse { code: 404, .. })) => {
+        let result = match job_api.delete(&victim.name, &params).await {
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            other => other.map(|_| ()),
+        };
+        match result {
+            Ok(()) => {
                 let event =
                     EventSpec::normal("SuccessfulDelete", format!("Deleted job {}", victim.name));
                 emit_event(&ctx.client, &reference, &event, COMPONENT).await;

@@ -748,10 +748,14 @@ async fn sync(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     if job.status.as_ref() != Some(&status) {
         // The resourceVersion makes a write from a stale cached Job fail instead of undoing
         // a newer status.
-        let patch = serde_json::json!({
+        let mut patch = serde_json::json!({
             "metadata": {"resourceVersion": job.metadata.resource_version},
             "status": status,
         });
+        if status.start_time.is_none() {
+            // A merge patch keeps what it omits: suspending must clear the start time.
+            patch["status"]["startTime"] = serde_json::Value::Null;
+        }
         match job_api
             .patch_status(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
