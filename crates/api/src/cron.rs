@@ -282,7 +282,9 @@ pub fn load_time_zone(name: &str) -> Option<TimeZone> {
     }
     if name.eq_ignore_ascii_case("local")
         || name.starts_with('/')
-        || name.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        || name
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
     {
         return None;
     }
@@ -330,7 +332,9 @@ impl Schedule {
         match self {
             Schedule::Every { seconds } => {
                 let whole = Timestamp::from_second(after.as_second()).ok()?;
-                whole.checked_add(jiff::SignedDuration::from_secs(*seconds)).ok()
+                whole
+                    .checked_add(jiff::SignedDuration::from_secs(*seconds))
+                    .ok()
             }
             Schedule::Fields {
                 minute,

@@ -24,7 +24,9 @@ use kube::{Client, ResourceExt};
 use timonel_api::cron::{self, Schedule};
 
 use crate::ControllerOptions;
-use crate::common::{Error, EventSpec, controller_of, controller_reference, emit_event, object_reference};
+use crate::common::{
+    Error, EventSpec, controller_of, controller_reference, emit_event, object_reference,
+};
 use crate::job::job_finished;
 
 /// Annotation with the Job's scheduled time (RFC 3339 in the CronJob's time zone).
@@ -179,7 +181,12 @@ fn is_succeeded(job: &Job) -> bool {
 
 /// Upstream's `byJobStartTime`: oldest start first, Jobs not started last, names break ties.
 fn by_start_time(a: &&Job, b: &&Job) -> std::cmp::Ordering {
-    let start = |j: &Job| j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+    let start = |j: &Job| {
+        j.status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0)
+    };
     match (start(a), start(b)) {
         (Some(x), Some(y)) if x != y => x.cmp(&y),
         (Some(_), None) => std::cmp::Ordering::Less,
@@ -189,7 +196,11 @@ fn by_start_time(a: &&Job, b: &&Job) -> std::cmp::Ordering {
 }
 
 /// The Job for one schedule time (upstream `getJobFromTemplate2`).
-pub fn job_from_template(cj: &CronJob, scheduled: Timestamp, zone: &TimeZone) -> Result<Job, Error> {
+pub fn job_from_template(
+    cj: &CronJob,
+    scheduled: Timestamp,
+    zone: &TimeZone,
+) -> Result<Job, Error> {
     let spec = cj
         .spec
         .as_ref()
@@ -249,7 +260,9 @@ pub fn reconcile(
             .filter(|j| job_finished(j).is_some_and(|c| (c.type_ == "Complete") == want_complete))
             .collect();
         finished.sort_by(by_start_time);
-        let excess = finished.len().saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
+        let excess = finished
+            .len()
+            .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
         for job in finished.into_iter().take(excess) {
             plan.delete.push(JobToDelete {
                 name: job.name_any(),
@@ -366,7 +379,9 @@ pub fn reconcile(
         return Ok(plan);
     }
     let name = job_name(cj, scheduled);
-    let already = active.iter().any(|r| r.name.as_deref() == Some(name.as_str()))
+    let already = active
+        .iter()
+        .any(|r| r.name.as_deref() == Some(name.as_str()))
         || plan
             .status
             .last_schedule_time
@@ -574,7 +589,9 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::batch::v1::{CronJobSpec, JobCondition, JobSpec, JobStatus, JobTemplateSpec};
+    use k8s_openapi::api::batch::v1::{
+        CronJobSpec, JobCondition, JobSpec, JobStatus, JobTemplateSpec,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use std::collections::BTreeMap;
 
@@ -672,12 +689,12 @@ mod tests {
             job.metadata.annotations.unwrap()[SCHEDULED_TIMESTAMP],
             "2026-12-01T10:01:00Z"
         );
-        assert_eq!(
-            job.metadata.labels.unwrap()["app"],
-            "hello"
-        );
+        assert_eq!(job.metadata.labels.unwrap()["app"], "hello");
         let owner = &job.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("CronJob", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("CronJob", Some(true))
+        );
         // Requeued just after the next minute.
         assert_eq!(plan.requeue_after, Some(Duration::from_millis(59_900)));
     }
@@ -788,7 +805,13 @@ mod tests {
             spec.concurrency_policy = Some("Replace".into());
         }
         let plan = reconcile(&cj, &running, &none(), now).unwrap();
-        assert_eq!(plan.delete, vec![JobToDelete { name: "hello-1".into(), uid: Some("u1".into()) }]);
+        assert_eq!(
+            plan.delete,
+            vec![JobToDelete {
+                name: "hello-1".into(),
+                uid: Some("u1".into())
+            }]
+        );
         assert!(plan.create.is_some());
         assert_eq!(plan.status.active, None);
         if let Some(spec) = cj.spec.as_mut() {
@@ -833,12 +856,42 @@ mod tests {
     fn history_limits_delete_the_oldest_finished_jobs() {
         let cj = cronjob("0 0 * * *", "2026-07-01T00:00:00Z");
         let jobs = [
-            owned_job("s1", "1", Some(("Complete", "2026-07-01T01:00:00Z")), "2026-07-01T01:00:00Z"),
-            owned_job("s2", "2", Some(("Complete", "2026-07-02T01:00:00Z")), "2026-07-02T01:00:00Z"),
-            owned_job("s3", "3", Some(("Complete", "2026-07-03T01:00:00Z")), "2026-07-03T01:00:00Z"),
-            owned_job("s4", "4", Some(("Complete", "2026-07-04T01:00:00Z")), "2026-07-04T01:00:00Z"),
-            owned_job("f1", "5", Some(("Failed", "2026-07-01T02:00:00Z")), "2026-07-01T02:00:00Z"),
-            owned_job("f2", "6", Some(("Failed", "2026-07-02T02:00:00Z")), "2026-07-02T02:00:00Z"),
+            owned_job(
+                "s1",
+                "1",
+                Some(("Complete", "2026-07-01T01:00:00Z")),
+                "2026-07-01T01:00:00Z",
+            ),
+            owned_job(
+                "s2",
+                "2",
+                Some(("Complete", "2026-07-02T01:00:00Z")),
+                "2026-07-02T01:00:00Z",
+            ),
+            owned_job(
+                "s3",
+                "3",
+                Some(("Complete", "2026-07-03T01:00:00Z")),
+                "2026-07-03T01:00:00Z",
+            ),
+            owned_job(
+                "s4",
+                "4",
+                Some(("Complete", "2026-07-04T01:00:00Z")),
+                "2026-07-04T01:00:00Z",
+            ),
+            owned_job(
+                "f1",
+                "5",
+                Some(("Failed", "2026-07-01T02:00:00Z")),
+                "2026-07-01T02:00:00Z",
+            ),
+            owned_job(
+                "f2",
+                "6",
+                Some(("Failed", "2026-07-02T02:00:00Z")),
+                "2026-07-02T02:00:00Z",
+            ),
             owned_job("r", "7", None, "2026-07-05T00:00:00Z"),
         ];
         let plan = reconcile(&cj, &jobs, &none(), ts("2026-07-05T00:00:10Z")).unwrap();

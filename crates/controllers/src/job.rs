@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodTemplateSpec,
-};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -339,12 +339,28 @@ pub fn reconcile(job: &Job, pods: &[Pod], now: Timestamp) -> Result<JobPlan, Err
     // Suspension: no pods run and the deadline clock stops; resuming restarts it.
     let was_suspended = condition_true(Some(&old), "Suspended").is_some();
     if suspended && !was_suspended {
-        set_condition(&mut conditions, "Suspended", "True", "JobSuspended", "Job suspended", now);
-        plan.events.push(EventSpec::normal("Suspended", "Job suspended"));
+        set_condition(
+            &mut conditions,
+            "Suspended",
+            "True",
+            "JobSuspended",
+            "Job suspended",
+            now,
+        );
+        plan.events
+            .push(EventSpec::normal("Suspended", "Job suspended"));
         status.start_time = None;
     } else if !suspended && was_suspended {
-        set_condition(&mut conditions, "Suspended", "False", "JobResumed", "Job resumed", now);
-        plan.events.push(EventSpec::normal("Resumed", "Job resumed"));
+        set_condition(
+            &mut conditions,
+            "Suspended",
+            "False",
+            "JobResumed",
+            "Job resumed",
+            now,
+        );
+        plan.events
+            .push(EventSpec::normal("Resumed", "Job resumed"));
         status.start_time = Some(Time(now));
     }
     if !suspended && status.start_time.is_none() {
@@ -361,9 +377,17 @@ pub fn reconcile(job: &Job, pods: &[Pod], now: Timestamp) -> Result<JobPlan, Err
             ("Failed", REASON_BACKOFF_LIMIT, MESSAGE_BACKOFF_LIMIT)
         });
     } else if condition_true(Some(&old), "SuccessCriteriaMet").is_some() {
-        target = Some(("Complete", REASON_COMPLETIONS_REACHED, MESSAGE_COMPLETIONS_REACHED));
+        target = Some((
+            "Complete",
+            REASON_COMPLETIONS_REACHED,
+            MESSAGE_COMPLETIONS_REACHED,
+        ));
     }
-    let restarts_on_failure = spec.template.spec.as_ref().and_then(|s| s.restart_policy.as_deref())
+    let restarts_on_failure = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
         == Some("OnFailure");
     let restarts: i32 = if restarts_on_failure {
         active
@@ -406,7 +430,11 @@ pub fn reconcile(job: &Job, pods: &[Pod], now: Timestamp) -> Result<JobPlan, Err
         } else if !suspended && deadline_at.is_some_and(|at| at <= now) {
             target = Some(("Failed", REASON_DEADLINE, MESSAGE_DEADLINE));
         } else if complete {
-            target = Some(("Complete", REASON_COMPLETIONS_REACHED, MESSAGE_COMPLETIONS_REACHED));
+            target = Some((
+                "Complete",
+                REASON_COMPLETIONS_REACHED,
+                MESSAGE_COMPLETIONS_REACHED,
+            ));
         }
         if let Some((kind, reason, message)) = target {
             let interim = if kind == "Failed" {
@@ -437,7 +465,8 @@ pub fn reconcile(job: &Job, pods: &[Pod], now: Timestamp) -> Result<JobPlan, Err
             set_condition(&mut conditions, kind, "True", reason, message, now);
             if kind == "Complete" {
                 status.completion_time = Some(Time(now));
-                plan.events.push(EventSpec::normal("Completed", "Job completed"));
+                plan.events
+                    .push(EventSpec::normal("Completed", "Job completed"));
             } else {
                 plan.events.push(EventSpec::warning(reason, message));
             }
@@ -461,7 +490,8 @@ pub fn reconcile(job: &Job, pods: &[Pod], now: Timestamp) -> Result<JobPlan, Err
             sorted.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
             for pod in sorted {
                 match completion_index(pod) {
-                    Some(i) if i < total && !completed_indexes.contains(&i) && running.insert(i) => {}
+                    Some(i)
+                        if i < total && !completed_indexes.contains(&i) && running.insert(i) => {}
                     // Duplicate, finished or out-of-range indexes are removed.
                     _ => excess.push(pod),
                 }
@@ -494,7 +524,12 @@ pub fn reconcile(job: &Job, pods: &[Pod], now: Timestamp) -> Result<JobPlan, Err
                 None => parallelism,
             };
             if active_count < want && backing_off.is_none() {
-                plan.create = vec![None; usize::try_from(want - active_count).unwrap_or(0).min(BURST_REPLICAS)];
+                plan.create = vec![
+                    None;
+                    usize::try_from(want - active_count)
+                        .unwrap_or(0)
+                        .min(BURST_REPLICAS)
+                ];
             } else if active_count > want {
                 let mut victims = active.clone();
                 victims.sort_by(|a, b| deletion_order(a, b, now));
@@ -508,9 +543,8 @@ pub fn reconcile(job: &Job, pods: &[Pod], now: Timestamp) -> Result<JobPlan, Err
         let created = i32::try_from(plan.create.len()).unwrap_or(i32::MAX);
         let deleted = i32::try_from(plan.delete.len()).unwrap_or(i32::MAX);
         status.active = Some(active_count + created - deleted);
-        status.terminating = Some(
-            i32::try_from(terminating_pods.len()).unwrap_or(i32::MAX) + deleted,
-        );
+        status.terminating =
+            Some(i32::try_from(terminating_pods.len()).unwrap_or(i32::MAX) + deleted);
         if let Some(at) = deadline_at {
             plan.requeue_after = earliest(plan.requeue_after, Some(duration_until(now, at)));
         }
@@ -757,7 +791,11 @@ async fn sync(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
             patch["status"]["startTime"] = serde_json::Value::Null;
         }
         match job_api
-            .patch_status(&job.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &job.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => {}
@@ -885,7 +923,8 @@ mod tests {
                 namespace: Some("default".into()),
                 uid: Some(format!("{name}-uid")),
                 labels: Some(selector_labels()),
-                annotations: index.map(|i| BTreeMap::from([(COMPLETION_INDEX.into(), i.to_string())])),
+                annotations: index
+                    .map(|i| BTreeMap::from([(COMPLETION_INDEX.into(), i.to_string())])),
                 creation_timestamp: Some(Time(ts(0))),
                 owner_references: Some(vec![OwnerReference {
                     api_version: "batch/v1".into(),
@@ -974,7 +1013,10 @@ mod tests {
             Some("Reached expected number of succeeded pods")
         );
         assert_eq!(plan.status.completion_time, Some(Time(ts(9))));
-        assert_eq!(plan.events, vec![EventSpec::normal("Completed", "Job completed")]);
+        assert_eq!(
+            plan.events,
+            vec![EventSpec::normal("Completed", "Job completed")]
+        );
         // Conditions come in upstream's order: the interim one first.
         let types: Vec<String> = plan
             .status
@@ -1125,7 +1167,10 @@ mod tests {
         let suspended = condition(&plan, "Suspended").unwrap();
         assert_eq!(suspended.reason.as_deref(), Some("JobSuspended"));
         assert_eq!(plan.status.start_time, None);
-        assert_eq!(plan.events, vec![EventSpec::normal("Suspended", "Job suspended")]);
+        assert_eq!(
+            plan.events,
+            vec![EventSpec::normal("Suspended", "Job suspended")]
+        );
         let mut resumed = with_status(j, plan.status);
         if let Some(spec) = resumed.spec.as_mut() {
             spec.suspend = Some(false);
@@ -1158,10 +1203,7 @@ mod tests {
 
     #[test]
     fn indexed_jobs_create_missing_indexes_and_track_completed_ones() {
-        let pods = vec![
-            pod("a", "Succeeded", Some(0)),
-            pod("b", "Running", Some(2)),
-        ];
+        let pods = vec![pod("a", "Succeeded", Some(0)), pod("b", "Running", Some(2))];
         let plan = reconcile(&indexed(5, 3), &pods, ts(5)).unwrap();
         assert_eq!(plan.create, vec![Some(1), Some(3)]);
         assert_eq!(plan.status.completed_indexes.as_deref(), Some("0"));
@@ -1214,11 +1256,19 @@ mod tests {
         let pod = pod_for(&indexed(3, 1), Some(2)).unwrap();
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-2-"));
         assert_eq!(
-            pod.metadata.annotations.unwrap().get(COMPLETION_INDEX).map(String::as_str),
+            pod.metadata
+                .annotations
+                .unwrap()
+                .get(COMPLETION_INDEX)
+                .map(String::as_str),
             Some("2")
         );
         assert_eq!(
-            pod.metadata.labels.unwrap().get(COMPLETION_INDEX).map(String::as_str),
+            pod.metadata
+                .labels
+                .unwrap()
+                .get(COMPLETION_INDEX)
+                .map(String::as_str),
             Some("2")
         );
         let spec = pod.spec.unwrap();

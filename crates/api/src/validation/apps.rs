@@ -1,11 +1,11 @@
 //! Workload controllers: Deployment, ReplicaSet, DaemonSet, StatefulSet, ReplicationController,
 //! Job and CronJob.
 
-use crate::cron::parse_schedule;
 use super::pod::validate_pod_template;
 use super::{
     Ctx, FieldError, bool_field, enum_field, int_field, map_field, non_negative, str_field,
 };
+use crate::cron::parse_schedule;
 use crate::selectors::LabelSelector;
 use regex::Regex;
 use serde_json::{Map, Value};

@@ -35,8 +35,14 @@ fn job_pods(s: &Session<'_>, job: &str) -> Vec<(String, String)> {
         .flatten()
         .map(|p| {
             (
-                p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
-                p["status"]["phase"].as_str().unwrap_or_default().to_string(),
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                p["status"]["phase"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect()
@@ -63,14 +69,22 @@ fn job_runs_completions_with_bounded_parallelism() {
             .count();
         most_active = most_active.max(active);
         seen.extend(pods.iter().map(|(name, _)| name.clone()));
-        let done = pods.iter().filter(|(_, phase)| phase == "Succeeded").count();
+        let done = pods
+            .iter()
+            .filter(|(_, phase)| phase == "Succeeded")
+            .count();
         if done >= 3 {
             Ok(())
         } else {
             Err(format!("pods: {pods:?}"))
         }
     });
-    s.kubectl_ok(&["wait", "--for=condition=complete", "job/pi", "--timeout=60s"]);
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/pi",
+        "--timeout=60s",
+    ]);
     assert!(most_active <= 2, "{most_active} pods ran at once");
     assert_eq!(seen.len(), 3, "pods created: {seen:?}");
     for name in &seen {
@@ -121,9 +135,15 @@ fn job_runs_completions_with_bounded_parallelism() {
         "-o",
         "jsonpath={.items[*].reason}",
     ]);
-    let created = events.split_whitespace().filter(|r| *r == "SuccessfulCreate").count();
+    let created = events
+        .split_whitespace()
+        .filter(|r| *r == "SuccessfulCreate")
+        .count();
     assert_eq!(created, 3, "events: {events}");
-    assert!(events.split_whitespace().any(|r| r == "Completed"), "events: {events}");
+    assert!(
+        events.split_whitespace().any(|r| r == "Completed"),
+        "events: {events}"
+    );
 }
 
 #[test]
@@ -139,7 +159,12 @@ fn indexed_job_completes_every_index() {
         "idx",
         "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n",
     ));
-    s.kubectl_ok(&["wait", "--for=condition=complete", "job/idx", "--timeout=60s"]);
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/idx",
+        "--timeout=60s",
+    ]);
     assert_eq!(s.jsonpath("job/idx", "{.status.completedIndexes}"), "0-2");
     assert_eq!(s.jsonpath("job/idx", "{.status.succeeded}"), "3");
     let pods = s.get_json(&["pods", "-l", "job-name=idx"]);
@@ -216,21 +241,23 @@ spec:
             .as_array()
             .into_iter()
             .flatten()
-            .find(|j| {
-                j["metadata"]["ownerReferences"][0]["uid"].as_str() == Some(cj_uid.as_str())
-            })
+            .find(|j| j["metadata"]["ownerReferences"][0]["uid"].as_str() == Some(cj_uid.as_str()))
             .cloned()
             .ok_or_else(|| format!("jobs: {jobs}"))
     });
-    let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = job["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let minutes: i64 = name
         .strip_prefix("tick-")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("job name {name}"));
-    let scheduled = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let scheduled =
+        job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
     let scheduled_at: Timestamp = scheduled
         .parse()
         .unwrap_or_else(|e| panic!("annotation {scheduled:?}: {e}"));
@@ -248,11 +275,20 @@ spec:
     assert_eq!(last.as_second(), minutes * 60);
     s.eventually("lastSuccessfulTime", Duration::from_secs(30), || {
         let text = s.jsonpath("cronjob/tick", "{.status.lastSuccessfulTime}");
-        if text.is_empty() { Err("unset".to_string()) } else { Ok(()) }
+        if text.is_empty() {
+            Err("unset".to_string())
+        } else {
+            Ok(())
+        }
     });
     // A manual run from the CronJob's template.
     s.kubectl_ok(&["create", "job", "manual", "--from=cronjob/tick"]);
-    s.kubectl_ok(&["wait", "--for=condition=complete", "job/manual", "--timeout=60s"]);
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/manual",
+        "--timeout=60s",
+    ]);
     assert_eq!(
         s.jsonpath("job/manual", "{.metadata.ownerReferences[0].name}"),
         "tick"
@@ -300,6 +336,10 @@ fn ttl_after_finished_deletes_the_job() {
     // Its pods go with it.
     s.eventually("its pods deleted", Duration::from_secs(60), || {
         let pods = job_pods(&s, "brief");
-        if pods.is_empty() { Ok(()) } else { Err(format!("{pods:?}")) }
+        if pods.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{pods:?}"))
+        }
     });
 }
