@@ -77,7 +77,10 @@ pub fn apply_defaults(group: &str, version: &str, kind: &str, obj: &mut Value) {
 }
 
 /// The selector and labels upstream's Job strategy generates on create unless
-/// `spec.manualSelector` is true; `uid` is the new Job's `metadata.uid`.
+/// `spec.manualSelector` is true; `uid` is the new Job's `metadata.uid`. Labels the user already
+/// set are kept (a conflicting value then fails validation, as upstream). Call it before
+/// `apply_defaults`: upstream defaults the Job's own labels from the template labels after the
+/// generated ones are in, so a Job without labels carries them too.
 pub fn job_selector_defaults(obj: &mut Value, uid: &str) {
     let Some(root) = obj.as_object_mut() else {
         return;
@@ -94,10 +97,15 @@ pub fn job_selector_defaults(obj: &mut Value, uid: &str) {
     if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
         return;
     }
-    spec.insert(
-        "selector".into(),
-        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
-    );
+    if let Some(match_labels) =
+        ensure_obj(spec, "selector").and_then(|s| ensure_obj(s, "matchLabels"))
+    {
+        set_if_missing(
+            match_labels,
+            "batch.kubernetes.io/controller-uid",
+            json!(uid),
+        );
+    }
     let Some(labels) = ensure_obj(spec, "template")
         .and_then(|t| ensure_obj(t, "metadata"))
         .and_then(|m| ensure_obj(m, "labels"))
@@ -105,12 +113,12 @@ pub fn job_selector_defaults(obj: &mut Value, uid: &str) {
         return;
     };
     for (key, value) in [
-        ("batch.kubernetes.io/controller-uid", uid),
+        ("job-name", name.as_str()),
         ("batch.kubernetes.io/job-name", name.as_str()),
         ("controller-uid", uid),
-        ("job-name", name.as_str()),
+        ("batch.kubernetes.io/controller-uid", uid),
     ] {
-        labels.insert(key.into(), json!(value));
+        set_if_missing(labels, key, json!(value));
     }
     let template_labels = labels.clone();
     copy_labels_if_empty(root, template_labels);

@@ -2,6 +2,7 @@
 //!
 //! Everything here is pure: no IO, no clock except where a caller passes `now`.
 
+pub mod cron;
 pub mod defaults;
 pub mod registry;
 pub mod selectors;

@@ -97,6 +97,15 @@ pub fn prepare_create(state: &State, info: &ResourceInfo, obj: &mut Value) -> Re
                 ],
             });
         }
+        ("batch", "Job") => {
+            // Upstream's Job strategy: a selector and pod labels unique to this Job.
+            let uid = obj["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            timonel_api::defaults::job_selector_defaults(obj, &uid);
+            drop_status(obj);
+        }
         _ if info.has_subresource("status") && info.kind != "Node" => drop_status(obj),
         _ => {}
     }

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 pub mod common;
 pub mod daemonset;
+pub mod cronjob;
 pub mod deployment;
 pub mod expectations;
 pub mod gc;
 pub mod history;
+pub mod job;
 pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -43,6 +45,8 @@ pub async fn run_all(client: kube::Client, options: ControllerOptions) -> anyhow
         namespace::run(client.clone(), options.clone()),
         daemonset::run(client.clone(), options.clone()),
         statefulset::run(client.clone(), options.clone()),
+        job::run(client.clone(), options.clone()),
+        cronjob::run(client.clone(), options.clone()),
         serviceaccount::run(client, options),
     )?;
     Ok(())

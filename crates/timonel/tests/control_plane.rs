@@ -14,4 +14,5 @@ mod e2e {
 mod cp {
     pub mod deployments;
     pub mod workloads;
+    pub mod jobs;
 }

@@ -1,11 +1,11 @@
 //! Workload controllers: Deployment, ReplicaSet, DaemonSet, StatefulSet, ReplicationController,
 //! Job and CronJob.
 
-use super::cron::parse_schedule;
 use super::pod::validate_pod_template;
 use super::{
     Ctx, FieldError, bool_field, enum_field, int_field, map_field, non_negative, str_field,
 };
+use crate::cron::parse_schedule;
 use crate::selectors::LabelSelector;
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -624,6 +624,11 @@ pub(crate) fn validate_cron_job(ctx: &Ctx, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid("spec.schedule", schedule, &message));
             }
         }
+    }
+    if let Some(zone) = str_field(spec, "timeZone", "spec.timeZone", errs)
+        && let Err(message) = crate::cron::validate_time_zone(zone)
+    {
+        errs.push(FieldError::invalid("spec.timeZone", zone, &message));
     }
     enum_field(
         spec,

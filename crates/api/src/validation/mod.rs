@@ -5,7 +5,7 @@
 
 mod apps;
 mod core;
-mod cron;
+
 mod extra;
 pub mod names;
 mod pod;
@@ -13,7 +13,7 @@ pub mod quantity;
 
 use serde_json::{Map, Value};
 
-pub use cron::parse_schedule;
+pub use crate::cron::parse_schedule;
 
 /// Upstream's `field.ErrorType`, named by its `reason` string in `Status.details.causes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

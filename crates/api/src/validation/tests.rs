@@ -378,6 +378,19 @@ fn job_and_cron_job_rules() {
             "spec.jobTemplate.spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
         ]
     );
+    let zoned = |zone: &str| {
+        json!({"metadata": {"name": "c", "namespace": "d"}, "spec": {"schedule": "@daily",
+            "timeZone": zone, "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "b"}]}}}}}})
+    };
+    assert_eq!(
+        lines(&check("batch", "CronJob", zoned("Europe/Lisbon"))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        lines(&check("batch", "CronJob", zoned("Moon/Base"))),
+        vec!["spec.timeZone: Invalid value: \"Moon/Base\": unknown time zone Moon/Base"]
+    );
 }
 
 #[test]
