@@ -17,7 +17,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -284,7 +284,8 @@ pub fn decide(
         requeue_after = Some(Duration::from_millis(remaining.unsigned_abs() + 1));
     }
     let was_ready = condition_status(&current, "Ready") == Some("True");
-    let ready = condition_status(&conditions, "Ready");
+    let ready = condition_status(&conditions, "Ready").map(str::to_string);
+    let ready = ready.as_deref();
     let current_taints: Vec<Taint> = node
         .spec
         .as_ref()
@@ -334,7 +335,6 @@ struct Context {
     client: Client,
     options: ControllerOptions,
     leases: Store<Lease>,
-    pods: Store<Pod>,
     health: Mutex<HashMap<String, NodeHealth>>,
 }
 
@@ -394,11 +394,12 @@ async fn sync(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
         emit_event(&ctx.client, &object_reference(node.as_ref()), event, COMPONENT).await;
     }
     if decision.mark_pods_not_ready {
-        let _ = ctx.pods.wait_until_ready().await;
-        let on_node = ctx.pods.state().into_iter().filter(|p| {
-            p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str())
-        });
-        for pod in on_node {
+        // Asked of the server only for unready nodes, rather than caching every pod here.
+        let all: Api<Pod> = Api::all(ctx.client.clone());
+        let on_node = all
+            .list(&ListParams::default().fields(&format!("spec.nodeName={name}")))
+            .await?;
+        for pod in on_node.items {
             let Some(patch) = pod_not_ready_patch(&pod, now) else {
                 continue;
             };
@@ -414,7 +415,7 @@ async fn sync(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
             {
                 Ok(_) => {
                     let event = EventSpec::warning("NodeNotReady", "Node is not ready");
-                    emit_event(&ctx.client, &object_reference(pod.as_ref()), &event, COMPONENT)
+                    emit_event(&ctx.client, &object_reference(&pod), &event, COMPONENT)
                         .await;
                 }
                 Err(e) if api_error_code(&e) == Some(404) => {}
@@ -434,41 +435,21 @@ async fn sync(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
 pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let lease_api: Api<Lease> = Api::namespaced(client.clone(), NODE_LEASE_NAMESPACE);
-    let pod_api: Api<Pod> = Api::all(client.clone());
     let (leases, lease_writer) = reflector::store();
     let lease_stream = watcher(lease_api, watcher::Config::default())
         .default_backoff()
         .reflect(lease_writer)
-        .touched_objects();
-    let (pods, pod_writer) = reflector::store();
-    let pod_stream = watcher(pod_api, watcher::Config::default())
-        .default_backoff()
-        .reflect(pod_writer)
         .touched_objects();
     let concurrency = options.concurrency;
     let context = Arc::new(Context {
         client,
         options,
         leases,
-        pods,
         health: Mutex::default(),
     });
     Controller::new(nodes, watcher::Config::default())
         .watches_stream(lease_stream, |lease: Lease| {
             Some(ObjectRef::<Node>::new(&lease.name_any()))
-        })
-        // A Ready pod bound to a node: if the node is not Ready, the pod must be marked.
-        .watches_stream(pod_stream, |pod: Pod| {
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_deref())
-                .filter(|_| ready)
-                .map(ObjectRef::<Node>::new)
         })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .run(
