@@ -143,12 +143,16 @@ fn add_default_tolerations(options: &AdmissionOptions, pod: &mut Value) {
     };
     let mut added = Vec::new();
     if !covers(TAINT_NOT_READY) {
-        added.push(json!({"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoExecute",
-                          "tolerationSeconds": options.default_not_ready_toleration_seconds}));
+        added.push(
+            json!({"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoExecute",
+                          "tolerationSeconds": options.default_not_ready_toleration_seconds}),
+        );
     }
     if !covers(TAINT_UNREACHABLE) {
-        added.push(json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute",
-                          "tolerationSeconds": options.default_unreachable_toleration_seconds}));
+        added.push(
+            json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute",
+                          "tolerationSeconds": options.default_unreachable_toleration_seconds}),
+        );
     }
     if added.is_empty() || !pod["spec"].is_object() {
         return;
@@ -814,7 +818,12 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|t| (t["key"].as_str().unwrap(), t["tolerationSeconds"].as_i64().unwrap()))
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap(),
+                    t["tolerationSeconds"].as_i64().unwrap(),
+                )
+            })
             .collect();
         assert_eq!(keys, [(TAINT_UNREACHABLE, 60), (TAINT_NOT_READY, 300)]);
 

@@ -145,7 +145,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             },
         )],
     };
-    let state = State::with_admission(store.clone(), authenticator, config.admission.clone()).await?;
+    let state =
+        State::with_admission(store.clone(), authenticator, config.admission.clone()).await?;
     admission::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;

@@ -223,7 +223,13 @@ async fn sync(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
                 "CIDRNotAvailable",
                 format!("Node {name} status is now: CIDRNotAvailable"),
             );
-            emit_event(&ctx.client, &object_reference(node.as_ref()), &event, COMPONENT).await;
+            emit_event(
+                &ctx.client,
+                &object_reference(node.as_ref()),
+                &event,
+                COMPONENT,
+            )
+            .await;
             Ok(Action::requeue(Duration::from_secs(30)))
         }
         Allocation::Assign(index) => {
@@ -254,8 +260,13 @@ async fn sync(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
                         "CIDRAssignmentFailed",
                         format!("Node {name} status is now: CIDRAssignmentFailed"),
                     );
-                    emit_event(&ctx.client, &object_reference(node.as_ref()), &event, COMPONENT)
-                        .await;
+                    emit_event(
+                        &ctx.client,
+                        &object_reference(node.as_ref()),
+                        &event,
+                        COMPONENT,
+                    )
+                    .await;
                     Err(e.into())
                 }
             }
@@ -333,20 +344,32 @@ mod tests {
         assert!(CidrSet::new("fd00::/48", 64).is_err());
         assert!(CidrSet::new("10.42.0.0", 24).is_err());
         // Host bits in the cluster CIDR are ignored, as upstream's ParseCIDR does.
-        assert_eq!(CidrSet::new("10.42.3.4/16", 24).unwrap().block(1), "10.42.1.0/24");
+        assert_eq!(
+            CidrSet::new("10.42.3.4/16", 24).unwrap().block(1),
+            "10.42.1.0/24"
+        );
     }
 
     #[test]
     fn nodes_with_a_cidr_keep_it_and_others_get_the_next_free_block() {
         let set = CidrSet::new("10.42.0.0/16", 24).unwrap();
         let used = HashSet::from([0, 1, 3]);
-        assert_eq!(decide(&node(Some("10.42.9.0/24")), &set, &used, 0), Allocation::Keep);
+        assert_eq!(
+            decide(&node(Some("10.42.9.0/24")), &set, &used, 0),
+            Allocation::Keep
+        );
         assert_eq!(decide(&node(None), &set, &used, 0), Allocation::Assign(2));
         assert_eq!(decide(&node(None), &set, &used, 3), Allocation::Assign(4));
         // Round robin wraps around.
-        assert_eq!(decide(&node(None), &set, &used, 255), Allocation::Assign(255));
+        assert_eq!(
+            decide(&node(None), &set, &used, 255),
+            Allocation::Assign(255)
+        );
         let almost: HashSet<u32> = (1..256).collect();
-        assert_eq!(decide(&node(None), &set, &almost, 200), Allocation::Assign(0));
+        assert_eq!(
+            decide(&node(None), &set, &almost, 200),
+            Allocation::Assign(0)
+        );
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub const DEFAULT_STARTUP_GRACE_PERIOD: Duration = Duration::from_secs(60);
 
 /// Conditions the controller sets to Unknown on a silent node (NetworkUnavailable is left alone,
 /// as upstream: the network provider owns it).
-const SILENT_NODE_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+const SILENT_NODE_CONDITIONS: [&str; 4] =
+    ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
 const COMPONENT: &str = "node-controller";
 
@@ -213,12 +214,7 @@ fn reconcile_taints(
 ) -> Vec<Taint> {
     let mut taints: Vec<Taint> = current
         .iter()
-        .filter(|t| {
-            !is_managed(t)
-                || wanted
-                    .iter()
-                    .any(|(k, e)| t.key == *k && t.effect == *e)
-        })
+        .filter(|t| !is_managed(t) || wanted.iter().any(|(k, e)| t.key == *k && t.effect == *e))
         .cloned()
         .collect();
     for (key, effect) in wanted {
@@ -391,7 +387,13 @@ async fn sync(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
         }
     }
     if let Some(event) = &decision.event {
-        emit_event(&ctx.client, &object_reference(node.as_ref()), event, COMPONENT).await;
+        emit_event(
+            &ctx.client,
+            &object_reference(node.as_ref()),
+            event,
+            COMPONENT,
+        )
+        .await;
     }
     if decision.mark_pods_not_ready {
         // Asked of the server only for unready nodes, rather than caching every pod here.
@@ -415,8 +417,7 @@ async fn sync(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
             {
                 Ok(_) => {
                     let event = EventSpec::warning("NodeNotReady", "Node is not ready");
-                    emit_event(&ctx.client, &object_reference(&pod), &event, COMPONENT)
-                        .await;
+                    emit_event(&ctx.client, &object_reference(&pod), &event, COMPONENT).await;
                 }
                 Err(e) if api_error_code(&e) == Some(404) => {}
                 Err(e) => return Err(e.into()),
@@ -571,7 +572,11 @@ mod tests {
 
     #[test]
     fn silent_node_goes_unknown_and_gets_the_unreachable_taints() {
-        let n = node(Some("True"), 0, vec![taint("example.com/x", "NoSchedule", 0)]);
+        let n = node(
+            Some("True"),
+            0,
+            vec![taint("example.com/x", "NoSchedule", 0)],
+        );
         let prev = health(0, 0, Some(0));
         let d = decide(&n, Some(&lease(0)), Some(&prev), ts(41), &settings());
         let conditions = d.conditions.expect("conditions change");

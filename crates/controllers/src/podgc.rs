@@ -131,7 +131,11 @@ async fn execute(client: &Client, pods: &Store<Pod>, item: &Collect) -> Result<(
         {
             let patch = orphan_status_patch(&pod, Timestamp::now());
             match api
-                .patch_status(&item.name, &PatchParams::default(), &Patch::Strategic(patch))
+                .patch_status(
+                    &item.name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(patch),
+                )
                 .await
             {
                 Err(e) if api_error_code(&e) == Some(404) => return Ok(()),
@@ -280,8 +284,6 @@ mod tests {
             "DeletionByPodGC"
         );
         let done = pod("d", Some("gone"), "Succeeded", 0, false);
-        assert!(
-            orphan_status_patch(&done, Timestamp::UNIX_EPOCH)["status"]["phase"].is_null()
-        );
+        assert!(orphan_status_patch(&done, Timestamp::UNIX_EPOCH)["status"]["phase"].is_null());
     }
 }

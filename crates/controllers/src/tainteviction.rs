@@ -158,7 +158,13 @@ async fn sync(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, Error> {
                 "TaintManagerEviction",
                 format!("Marking for deletion Pod {namespace}/{name}"),
             );
-            emit_event(&ctx.client, &object_reference(pod.as_ref()), &event, COMPONENT).await;
+            emit_event(
+                &ctx.client,
+                &object_reference(pod.as_ref()),
+                &event,
+                COMPONENT,
+            )
+            .await;
             match api
                 .patch_status(
                     &name,
@@ -222,9 +228,7 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect()
         })
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(options.concurrency),
-        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(options.concurrency))
         .run(
             sync,
             |_, error, _| {
@@ -327,7 +331,10 @@ mod tests {
         );
         // Zero or negative tolerationSeconds: evicted at once.
         let zero = [toleration(UNREACHABLE, "", Some(-3)), forever[0].clone()];
-        assert_eq!(decide(&zero, &taints[..1], ts(1), ts(1)), Eviction::DeleteNow);
+        assert_eq!(
+            decide(&zero, &taints[..1], ts(1), ts(1)),
+            Eviction::DeleteNow
+        );
     }
 
     #[test]

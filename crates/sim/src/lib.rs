@@ -366,7 +366,11 @@ async fn recover(
             {"type": "ContainersReady", "status": "True", "lastTransitionTime": t},
         ]}});
         match api
-            .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch))
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
             .await
         {
             Ok(_) => {}

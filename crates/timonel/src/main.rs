@@ -109,14 +109,19 @@ struct ControllerFlags {
 
 impl ControllerFlags {
     fn options(&self) -> anyhow::Result<timonel_controllers::ControllerOptions> {
-        let node_ipam = self.allocate_node_cidrs.then(|| timonel_controllers::NodeIpamOptions {
-            cluster_cidr: self.cluster_cidr.clone(),
-            node_cidr_mask_size: self.node_cidr_mask_size,
-        });
+        let node_ipam = self
+            .allocate_node_cidrs
+            .then(|| timonel_controllers::NodeIpamOptions {
+                cluster_cidr: self.cluster_cidr.clone(),
+                node_cidr_mask_size: self.node_cidr_mask_size,
+            });
         if let Some(ipam) = &node_ipam {
             // Refuse a bad range at start rather than from inside a controller task.
-            timonel_controllers::nodeipam::CidrSet::new(&ipam.cluster_cidr, ipam.node_cidr_mask_size)
-                .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+            timonel_controllers::nodeipam::CidrSet::new(
+                &ipam.cluster_cidr,
+                ipam.node_cidr_mask_size,
+            )
+            .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
         }
         Ok(timonel_controllers::ControllerOptions {
             node_lifecycle: timonel_controllers::nodelifecycle::LifecycleSettings {
@@ -289,8 +294,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         }
         if !args.disable_controller_manager {
             tokio::spawn(async move {
-                if let Err(e) = timonel_controllers::run_all(client, controller_options).await
-                {
+                if let Err(e) = timonel_controllers::run_all(client, controller_options).await {
                     eprintln!("timonel: controllers stopped: {e:#}");
                 }
             });

@@ -42,7 +42,12 @@ fn live_pod_nodes(s: &Session) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or_default().to_string())
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect()
 }
 
@@ -87,11 +92,18 @@ fn silent_node_is_tainted_its_pods_evicted_and_collected_after_deletion() {
     let nodes = live_pod_nodes(&s);
     assert_eq!(nodes.len(), 6, "{nodes:?}");
     for node in ["a-0", "a-1", "b-0"] {
-        assert!(nodes.iter().any(|n| n == node), "no pod on {node}: {nodes:?}");
+        assert!(
+            nodes.iter().any(|n| n == node),
+            "no pod on {node}: {nodes:?}"
+        );
     }
     // The flags shortened the default tolerations admission adds.
     let pod = &pods_on(&s, "b-0")[0];
-    assert_eq!(default_toleration_seconds(pod, UNREACHABLE), Some(2), "{pod}");
+    assert_eq!(
+        default_toleration_seconds(pod, UNREACHABLE),
+        Some(2),
+        "{pod}"
+    );
     assert_eq!(default_toleration_seconds(pod, NOT_READY), Some(2), "{pod}");
 
     // A node that stops and comes back loses its taints through the controller.
@@ -230,8 +242,16 @@ fn pods_get_the_default_tolerations_of_300_seconds() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: plain\nspec:\n  containers:\n  - name: c\n    image: nginx:1.27\n",
     );
     let pod = s.get_json(&["pod", "plain"]);
-    assert_eq!(default_toleration_seconds(&pod, NOT_READY), Some(300), "{pod}");
-    assert_eq!(default_toleration_seconds(&pod, UNREACHABLE), Some(300), "{pod}");
+    assert_eq!(
+        default_toleration_seconds(&pod, NOT_READY),
+        Some(300),
+        "{pod}"
+    );
+    assert_eq!(
+        default_toleration_seconds(&pod, UNREACHABLE),
+        Some(300),
+        "{pod}"
+    );
     // A pod that tolerates the taint itself keeps its own toleration only.
     s.create_stdin(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: own\nspec:\n  tolerations:\n  - key: node.kubernetes.io/unreachable\n    operator: Exists\n    effect: NoExecute\n  containers:\n  - name: c\n    image: nginx:1.27\n",
@@ -240,5 +260,9 @@ fn pods_get_the_default_tolerations_of_300_seconds() {
     let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
     assert_eq!(tolerations.len(), 2, "{pod}");
     assert_eq!(default_toleration_seconds(&pod, UNREACHABLE), None, "{pod}");
-    assert_eq!(default_toleration_seconds(&pod, NOT_READY), Some(300), "{pod}");
+    assert_eq!(
+        default_toleration_seconds(&pod, NOT_READY),
+        Some(300),
+        "{pod}"
+    );
 }
