@@ -53,6 +53,7 @@ pub fn prepare_create(state: &State, info: &ResourceInfo, obj: &mut Value) -> Re
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => {
             resolve_priority(state, obj)?;
+            add_default_tolerations(&state.admission, obj);
             let qos = qos_class(&obj["spec"]);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
@@ -110,6 +111,64 @@ pub fn prepare_create(state: &State, info: &ResourceInfo, obj: &mut Value) -> Re
         _ => {}
     }
     Ok(())
+}
+
+/// Settings of the admission plugins that take flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionOptions {
+    /// DefaultTolerationSeconds: `--default-not-ready-toleration-seconds`.
+    pub default_not_ready_toleration_seconds: i64,
+    /// DefaultTolerationSeconds: `--default-unreachable-toleration-seconds`.
+    pub default_unreachable_toleration_seconds: i64,
+}
+
+impl Default for AdmissionOptions {
+    fn default() -> Self {
+        Self {
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
+        }
+    }
+}
+
+const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// Upstream's DefaultTolerationSeconds admission: a pod that does not tolerate the not-ready
+/// and unreachable NoExecute taints gets tolerations for them, bounded in time, so that it is
+/// evicted from a failed node after that long rather than at once.
+fn add_default_tolerations(options: &AdmissionOptions, pod: &mut Value) {
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // A toleration with an empty key (or effect) covers every key (or effect).
+    let covers = |key: &str| {
+        tolerations.iter().any(|t| {
+            let t_key = t["key"].as_str().unwrap_or_default();
+            let t_effect = t["effect"].as_str().unwrap_or_default();
+            (t_key == key || t_key.is_empty()) && (t_effect == "NoExecute" || t_effect.is_empty())
+        })
+    };
+    let mut added = Vec::new();
+    if !covers(TAINT_NOT_READY) {
+        added.push(
+            json!({"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoExecute",
+                          "tolerationSeconds": options.default_not_ready_toleration_seconds}),
+        );
+    }
+    if !covers(TAINT_UNREACHABLE) {
+        added.push(
+            json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute",
+                          "tolerationSeconds": options.default_unreachable_toleration_seconds}),
+        );
+    }
+    if added.is_empty() || !pod["spec"].is_object() {
+        return;
+    }
+    let mut all = tolerations;
+    all.extend(added);
+    pod["spec"]["tolerations"] = Value::Array(all);
 }
 
 /// The two classes every cluster has (upstream creates them at start).
@@ -737,5 +796,56 @@ mod tests {
             qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
             "Burstable"
         );
+    }
+
+    #[test]
+    fn default_tolerations_are_added_unless_already_tolerated() {
+        let options = AdmissionOptions {
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 7,
+        };
+        let mut pod = json!({"spec": {"containers": [{"name": "a"}]}});
+        add_default_tolerations(&options, &mut pod);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 7},
+            ])
+        );
+        // Running admission again changes nothing.
+        let before = pod.clone();
+        add_default_tolerations(&options, &mut pod);
+        assert_eq!(pod, before);
+
+        // An own toleration of one taint is kept and only the other is added.
+        let mut pod = json!({"spec": {"tolerations": [
+            {"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+        ]}});
+        add_default_tolerations(&options, &mut pod);
+        let keys: Vec<(&str, i64)> = pod["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap(),
+                    t["tolerationSeconds"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(keys, [(TAINT_UNREACHABLE, 60), (TAINT_NOT_READY, 300)]);
+
+        // Tolerating everything (empty key, Exists) covers both.
+        let mut pod = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        add_default_tolerations(&options, &mut pod);
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 1);
+
+        // A NoSchedule toleration does not cover the NoExecute taint.
+        let mut pod = json!({"spec": {"tolerations": [
+            {"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoSchedule"}
+        ]}});
+        add_default_tolerations(&options, &mut pod);
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 3);
     }
 }

@@ -40,6 +40,8 @@ pub struct Config {
     pub write_kubeconfig: Option<PathBuf>,
     /// How often old revisions are compacted away.
     pub compaction_interval: Duration,
+    /// Settings of the admission plugins.
+    pub admission: admission::AdmissionOptions,
 }
 
 impl Config {
@@ -51,6 +53,7 @@ impl Config {
             datastore_endpoint: String::new(),
             write_kubeconfig: None,
             compaction_interval: Duration::from_secs(300),
+            admission: admission::AdmissionOptions::default(),
         }
     }
 }
@@ -142,7 +145,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             },
         )],
     };
-    let state = State::new(store.clone(), authenticator).await?;
+    let state =
+        State::with_admission(store.clone(), authenticator, config.admission.clone()).await?;
     admission::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;

@@ -173,12 +173,22 @@ pub struct State {
     pub allocation_lock: Mutex<()>,
     /// OpenAPI v3 group-version documents by "group/version", with the hash they were built for.
     pub openapi_cache: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<Value>)>>,
+    /// Settings of the admission plugins.
+    pub admission: crate::admission::AdmissionOptions,
 }
 
 impl State {
     pub async fn new(
         store: Arc<dyn Store>,
         authenticator: Authenticator,
+    ) -> anyhow::Result<Arc<State>> {
+        Self::with_admission(store, authenticator, Default::default()).await
+    }
+
+    pub async fn with_admission(
+        store: Arc<dyn Store>,
+        authenticator: Authenticator,
+        admission: crate::admission::AdmissionOptions,
     ) -> anyhow::Result<Arc<State>> {
         let cache = Cache::start(store.clone()).await?;
         let state = Arc::new(State {
@@ -189,6 +199,7 @@ impl State {
             authenticator,
             allocation_lock: Mutex::new(()),
             openapi_cache: Default::default(),
+            admission,
         });
         crate::admission::load_crds(&state);
         Ok(state)

@@ -3,7 +3,7 @@
 //! after a delay, Succeeded after a run time for pods that do not restart, gone when deleted.
 //! Killing the process makes its nodes go silent, which is how a node's death is simulated.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use chrono::{SecondsFormat, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -110,11 +111,22 @@ pub fn node_object(name: &str, index: usize, options: &SimOptions) -> Value {
     })
 }
 
-fn node_conditions() -> Value {
+/// The healthy conditions a simulated node reports. A condition whose status is unchanged
+/// from `current` keeps its lastTransitionTime, as a kubelet's does.
+fn node_conditions_since(current: Option<&Node>) -> Value {
     let t = now();
+    let previous = |kind: &str, status: &str| {
+        current
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == kind && c.status == status))
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map(|time| serde_json::to_value(time).unwrap_or_else(|_| json!(t)))
+    };
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        let since = previous(kind, status).unwrap_or_else(|| json!(t));
         json!({"type": kind, "status": status, "reason": reason, "message": message,
-               "lastHeartbeatTime": t, "lastTransitionTime": t})
+               "lastHeartbeatTime": t, "lastTransitionTime": since})
     };
     json!([
         condition(
@@ -144,7 +156,22 @@ fn node_conditions() -> Value {
     ])
 }
 
+fn node_conditions() -> Value {
+    node_conditions_since(None)
+}
+
+/// Whether the node object shows Ready=True (the node lifecycle controller may have set it to
+/// Unknown while this process was silent).
+fn shows_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 async fn register(client: &Client, options: &SimOptions) -> anyhow::Result<()> {
+    // Only status is ever written for an existing node: its spec (taints, podCIDR) belongs to
+    // the control plane, which lifts the taints once the node reports Ready again.
     let nodes: Api<Node> = Api::all(client.clone());
     for (i, name) in node_names(options).iter().enumerate() {
         let node: Node = serde_json::from_value(node_object(name, i, options))?;
@@ -154,13 +181,17 @@ async fn register(client: &Client, options: &SimOptions) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
         // Report status (create ignores nothing for nodes, but a re-registered node needs it).
-        heartbeat_status(&nodes, name).await?;
+        heartbeat_status(&nodes, name, None).await?;
     }
     Ok(())
 }
 
-async fn heartbeat_status(nodes: &Api<Node>, name: &str) -> anyhow::Result<()> {
-    let patch = json!({"status": {"conditions": node_conditions()}});
+async fn heartbeat_status(
+    nodes: &Api<Node>,
+    name: &str,
+    current: Option<&Node>,
+) -> anyhow::Result<()> {
+    let patch = json!({"status": {"conditions": node_conditions_since(current)}});
     nodes
         .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
         .await?;
@@ -250,9 +281,19 @@ pub async fn run(client: Client, options: SimOptions) -> anyhow::Result<()> {
     register(&client, &options).await?;
     renew_leases(&client, &options).await?;
     let names: Arc<HashSet<String>> = Arc::new(node_names(&options).into_iter().collect());
+    let (node_store, node_writer) = reflector::store();
+    let node_watch = watcher(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default().labels("type=timonel-sim"),
+    )
+    .default_backoff()
+    .reflect(node_writer)
+    .for_each(|_| futures::future::ready(()));
+    let unready: UnreadyPods = Arc::default();
     let heartbeat = {
         let client = client.clone();
         let options = options.clone();
+        let unready = unready.clone();
         async move {
             let nodes: Api<Node> = Api::all(client.clone());
             let mut lease_tick = tokio::time::interval(options.lease_interval);
@@ -263,10 +304,12 @@ pub async fn run(client: Client, options: SimOptions) -> anyhow::Result<()> {
                         if let Err(e) = renew_leases(&client, &options).await {
                             tracing::warn!("lease renewal: {e}");
                         }
+                        recover(&client, &nodes, &node_store, &options, &unready).await;
                     }
                     _ = status_tick.tick() => {
                         for name in node_names(&options) {
-                            if let Err(e) = heartbeat_status(&nodes, &name).await {
+                            let current = node_store.get(&ObjectRef::new(&name));
+                            if let Err(e) = heartbeat_status(&nodes, &name, current.as_deref()).await {
                                 tracing::warn!("node status of {name}: {e}");
                             }
                         }
@@ -275,17 +318,86 @@ pub async fn run(client: Client, options: SimOptions) -> anyhow::Result<()> {
             }
         }
     };
-    let pods_loop = watch_pods(client.clone(), options.clone(), names);
+    let pods_loop = watch_pods(client.clone(), options.clone(), names, unready);
     tokio::select! {
         _ = heartbeat => Ok(()),
+        _ = node_watch => Ok(()),
         result = pods_loop => result,
     }
+}
+
+/// Running pods of these nodes that someone marked not ready (the node lifecycle controller
+/// does while a node is silent), by "namespace/name", with the node they are bound to.
+type UnreadyPods = Arc<Mutex<HashMap<String, (String, Pod)>>>;
+
+/// What a kubelet does after a silence: report its node's status at once when the object no
+/// longer shows Ready (rather than at the next status interval), and report the pods it runs as
+/// ready again once the node is Ready.
+async fn recover(
+    client: &Client,
+    nodes: &Api<Node>,
+    node_store: &Store<Node>,
+    options: &SimOptions,
+    unready: &UnreadyPods,
+) {
+    let mut ready_nodes = HashSet::new();
+    for name in node_names(options) {
+        let Some(node) = node_store.get(&ObjectRef::new(&name)) else {
+            continue;
+        };
+        if shows_ready(&node) {
+            ready_nodes.insert(name);
+        } else if let Err(e) = heartbeat_status(nodes, &name, Some(&node)).await {
+            tracing::warn!("node status of {name}: {e}");
+        }
+    }
+    let to_restore: Vec<(String, Pod)> = unready
+        .lock()
+        .await
+        .iter()
+        .filter(|(_, (node, _))| ready_nodes.contains(node))
+        .map(|(key, (_, pod))| (key.clone(), pod.clone()))
+        .collect();
+    for (key, pod) in to_restore {
+        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        let t = now();
+        let patch = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": t},
+            {"type": "ContainersReady", "status": "True", "lastTransitionTime": t},
+        ]}});
+        match api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                unready.lock().await.remove(&key);
+            }
+            Err(e) => tracing::warn!("reporting pod {key} ready: {e}"),
+        }
+    }
+}
+
+/// A Running pod whose Ready condition is not True and that is not going away.
+fn needs_ready_again(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    status.and_then(|s| s.phase.as_deref()) == Some("Running")
+        && pod.metadata.deletion_timestamp.is_none()
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status != "True")
 }
 
 async fn watch_pods(
     client: Client,
     options: SimOptions,
     names: Arc<HashSet<String>>,
+    unready: UnreadyPods,
 ) -> anyhow::Result<()> {
     let pods: Api<Pod> = Api::all(client.clone());
     // Pods already being handled, so repeated events do not start duplicate work.
@@ -295,6 +407,11 @@ async fn watch_pods(
     while let Some(event) = stream.next().await {
         let pod = match event {
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+            Ok(watcher::Event::Delete(pod)) => {
+                let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+                unready.lock().await.remove(&key);
+                continue;
+            }
             Ok(_) => continue,
             Err(e) => {
                 tracing::warn!("pod watch: {e}");
@@ -309,6 +426,15 @@ async fn watch_pods(
         }
         let namespace = pod.namespace().unwrap_or_default();
         let name = pod.name_any();
+        {
+            let key = format!("{namespace}/{name}");
+            let mut unready = unready.lock().await;
+            if needs_ready_again(&pod) {
+                unready.insert(key, (node.clone(), pod.clone()));
+            } else {
+                unready.remove(&key);
+            }
+        }
         let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         if pod.metadata.deletion_timestamp.is_some() {
             // Containers stop at once on a simulated node: finish the graceful deletion.

@@ -27,7 +27,7 @@ enum Command {
     /// Run the scheduler alone against any compatible API server.
     Scheduler(ClientArgs),
     /// Run the controllers alone against any compatible API server.
-    ControllerManager(ClientArgs),
+    ControllerManager(ControllerManagerArgs),
     /// Register simulated nodes that run pods on paper (for scale tests, like KWOK).
     SimNodes(SimArgs),
     /// Measure performance and print the figures.
@@ -69,6 +69,76 @@ struct ServerArgs {
     /// Do not run the controllers inside the server.
     #[arg(long)]
     disable_controller_manager: bool,
+    #[command(flatten)]
+    controllers: ControllerFlags,
+    /// Seconds a pod tolerates the node.kubernetes.io/not-ready:NoExecute taint unless it
+    /// says otherwise (DefaultTolerationSeconds admission).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds a pod tolerates the node.kubernetes.io/unreachable:NoExecute taint unless it
+    /// says otherwise (DefaultTolerationSeconds admission).
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+}
+
+#[derive(clap::Args)]
+struct ControllerManagerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    controllers: ControllerFlags,
+}
+
+/// Flags of the controllers, with kube-controller-manager's names and defaults.
+#[derive(clap::Args)]
+struct ControllerFlags {
+    /// How long a node may stay silent (no Lease renewal, no status) before it is marked
+    /// unhealthy: a Go duration such as 40s.
+    #[arg(long, default_value = "40s", value_parser = timonel_controllers::parse_go_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How long a node that never reported may take before it is marked unhealthy.
+    #[arg(long, default_value = "1m0s", value_parser = timonel_controllers::parse_go_duration)]
+    node_startup_grace_period: std::time::Duration,
+    /// Allocate spec.podCIDR for every node from --cluster-cidr.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// The range node pod CIDRs are cut from (IPv4).
+    #[arg(long, default_value = timonel_controllers::nodeipam::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod CIDR.
+    #[arg(long, default_value_t = timonel_controllers::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE)]
+    node_cidr_mask_size: u8,
+    /// Terminated pods kept before the oldest are deleted (0: no limit).
+    #[arg(long, default_value_t = timonel_controllers::podgc::DEFAULT_TERMINATED_POD_THRESHOLD)]
+    terminated_pod_gc_threshold: usize,
+}
+
+impl ControllerFlags {
+    fn options(&self) -> anyhow::Result<timonel_controllers::ControllerOptions> {
+        let node_ipam = self
+            .allocate_node_cidrs
+            .then(|| timonel_controllers::NodeIpamOptions {
+                cluster_cidr: self.cluster_cidr.clone(),
+                node_cidr_mask_size: self.node_cidr_mask_size,
+            });
+        if let Some(ipam) = &node_ipam {
+            // Refuse a bad range at start rather than from inside a controller task.
+            timonel_controllers::nodeipam::CidrSet::new(
+                &ipam.cluster_cidr,
+                ipam.node_cidr_mask_size,
+            )
+            .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+        }
+        Ok(timonel_controllers::ControllerOptions {
+            node_lifecycle: timonel_controllers::nodelifecycle::LifecycleSettings {
+                grace_period: self.node_monitor_grace_period,
+                startup_grace_period: self.node_startup_grace_period,
+            },
+            node_ipam,
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            ..timonel_controllers::ControllerOptions::default()
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -166,9 +236,10 @@ fn main() {
                 }
             }
             Command::ControllerManager(args) => {
-                let client = client_from(&args.kubeconfig).await?;
+                let options = args.controllers.options()?;
+                let client = client_from(&args.client.kubeconfig).await?;
                 tokio::select! {
-                    r = timonel_controllers::run_all(client, timonel_controllers::ControllerOptions::default()) => r,
+                    r = timonel_controllers::run_all(client, options) => r,
                     _ = shutdown_signal() => Ok(()),
                 }
             }
@@ -200,6 +271,11 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     config.port = args.https_listen_port;
     config.datastore_endpoint = args.datastore_endpoint;
     config.write_kubeconfig = args.write_kubeconfig.clone();
+    config.admission.default_not_ready_toleration_seconds =
+        args.default_not_ready_toleration_seconds;
+    config.admission.default_unreachable_toleration_seconds =
+        args.default_unreachable_toleration_seconds;
+    let controller_options = args.controllers.options()?;
     let _ = args.disable_agent;
     let server = timonel_apiserver::start(config).await?;
     // The scheduler and controllers are API clients of this server, over loopback HTTPS.
@@ -225,12 +301,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         }
         if !args.disable_controller_manager {
             tokio::spawn(async move {
-                if let Err(e) = timonel_controllers::run_all(
-                    client,
-                    timonel_controllers::ControllerOptions::default(),
-                )
-                .await
-                {
+                if let Err(e) = timonel_controllers::run_all(client, controller_options).await {
                     eprintln!("timonel: controllers stopped: {e:#}");
                 }
             });

@@ -15,4 +15,5 @@ mod cp {
     pub mod deployments;
     pub mod workloads;
     pub mod jobs;
+    pub mod nodes;
 }
