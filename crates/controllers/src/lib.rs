@@ -6,7 +6,9 @@ use std::time::Duration;
 
 pub mod common;
 pub mod deployment;
+pub mod disruption;
 pub mod gc;
+pub mod leader;
 pub mod namespace;
 pub mod replicaset;
 pub mod serviceaccount;
@@ -37,7 +39,8 @@ pub async fn run_all(client: kube::Client, options: ControllerOptions) -> anyhow
         deployment::run(client.clone(), options.clone()),
         gc::run(client.clone(), options.clone()),
         namespace::run(client.clone(), options.clone()),
-        serviceaccount::run(client, options),
+        serviceaccount::run(client.clone(), options.clone()),
+        disruption::run(client, options),
     )?;
     Ok(())
 }

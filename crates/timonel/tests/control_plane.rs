@@ -13,4 +13,5 @@ mod e2e {
 
 mod cp {
     pub mod deployments;
+    pub mod disruption;
 }
