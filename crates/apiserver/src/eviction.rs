@@ -215,7 +215,9 @@ pub async fn evict(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiEr
     let options = delete_options(req, &eviction)?;
     let caller_pinned_version = options.precondition_rv.is_some();
     let namespace = req.path.namespace.clone().unwrap_or_default();
-    let key = req.info.object_key(req.path.namespace.as_deref(), &pod_name);
+    let key = req
+        .info
+        .object_key(req.path.namespace.as_deref(), &pod_name);
     let resource = timonel_api::status::Resource {
         group: "",
         plural: "pods",

@@ -41,7 +41,9 @@ async fn call(s: &Arc<State>, method: Method, path: &str, body: Option<Value>) -
     } else {
         "application/json"
     };
-    let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+    let bytes = body
+        .map(|b| serde_json::to_vec(&b).unwrap())
+        .unwrap_or_default();
     let req = hyper::Request::builder()
         .method(method)
         .uri(path)
@@ -73,7 +75,10 @@ async fn pod(s: &Arc<State>, name: &str, phase: &str, ready: bool) {
 }
 
 async fn pod_exists(s: &Arc<State>, name: &str) -> bool {
-    call(s, Method::GET, &format!("{PODS}/{name}"), None).await.0 == 200
+    call(s, Method::GET, &format!("{PODS}/{name}"), None)
+        .await
+        .0
+        == 200
 }
 
 /// A budget selecting app=web, with the status the disruption controller would write.
@@ -113,7 +118,9 @@ async fn evict(s: &Arc<State>, name: &str, query: &str, delete_options: Value) -
 }
 
 async fn get_budget(s: &Arc<State>, name: &str) -> Value {
-    call(s, Method::GET, &format!("{PDBS}/{name}"), None).await.1
+    call(s, Method::GET, &format!("{PDBS}/{name}"), None)
+        .await
+        .1
 }
 
 #[tokio::test]
@@ -146,7 +153,13 @@ async fn a_budget_not_yet_observed_refuses() {
 async fn an_exhausted_budget_refuses_with_the_upstream_cause() {
     let s = state().await;
     pod(&s, "web-1", "Running", true).await;
-    budget(&s, "budget", json!({"minAvailable": 1}), Some(healthy(0, 1, 1))).await;
+    budget(
+        &s,
+        "budget",
+        json!({"minAvailable": 1}),
+        Some(healthy(0, 1, 1)),
+    )
+    .await;
     let (code, body) = evict(&s, "web-1", "", json!({})).await;
     assert_eq!(code, 429, "{body}");
     assert_eq!(body["reason"], "TooManyRequests");
@@ -164,13 +177,22 @@ async fn an_allowed_eviction_spends_the_budget_and_records_the_pod() {
     let s = state().await;
     pod(&s, "web-1", "Running", true).await;
     pod(&s, "web-2", "Running", true).await;
-    budget(&s, "budget", json!({"minAvailable": 1}), Some(healthy(1, 2, 1))).await;
+    budget(
+        &s,
+        "budget",
+        json!({"minAvailable": 1}),
+        Some(healthy(1, 2, 1)),
+    )
+    .await;
 
     // A dry run changes nothing.
     let (code, body) = evict(&s, "web-1", "?dryRun=All", json!({})).await;
     assert_eq!(code, 201, "{body}");
     assert!(pod_exists(&s, "web-1").await);
-    assert_eq!(get_budget(&s, "budget").await["status"]["disruptionsAllowed"], 1);
+    assert_eq!(
+        get_budget(&s, "budget").await["status"]["disruptionsAllowed"],
+        1
+    );
 
     let (code, body) = evict(&s, "web-1", "", json!({})).await;
     assert_eq!(code, 201, "{body}");
@@ -193,7 +215,13 @@ async fn an_allowed_eviction_spends_the_budget_and_records_the_pod() {
 async fn delete_options_are_honoured() {
     let s = state().await;
     pod(&s, "web-1", "Running", true).await;
-    budget(&s, "budget", json!({"maxUnavailable": 1}), Some(healthy(1, 1, 0))).await;
+    budget(
+        &s,
+        "budget",
+        json!({"maxUnavailable": 1}),
+        Some(healthy(1, 1, 0)),
+    )
+    .await;
     let (code, body) = evict(
         &s,
         "web-1",
@@ -213,7 +241,13 @@ async fn pending_and_terminal_pods_ignore_budgets() {
     let s = state().await;
     pod(&s, "pending", "Pending", false).await;
     pod(&s, "done", "Succeeded", false).await;
-    budget(&s, "budget", json!({"minAvailable": 5}), Some(healthy(0, 0, 5))).await;
+    budget(
+        &s,
+        "budget",
+        json!({"minAvailable": 5}),
+        Some(healthy(0, 0, 5)),
+    )
+    .await;
     for name in ["pending", "done"] {
         let (code, body) = evict(&s, name, "", json!({})).await;
         assert_eq!(code, 201, "{name}: {body}");
@@ -225,8 +259,20 @@ async fn pending_and_terminal_pods_ignore_budgets() {
 async fn two_budgets_are_not_supported() {
     let s = state().await;
     pod(&s, "web-1", "Running", true).await;
-    budget(&s, "one", json!({"minAvailable": 0}), Some(healthy(1, 1, 0))).await;
-    budget(&s, "two", json!({"minAvailable": 0}), Some(healthy(1, 1, 0))).await;
+    budget(
+        &s,
+        "one",
+        json!({"minAvailable": 0}),
+        Some(healthy(1, 1, 0)),
+    )
+    .await;
+    budget(
+        &s,
+        "two",
+        json!({"minAvailable": 0}),
+        Some(healthy(1, 1, 0)),
+    )
+    .await;
     let (code, body) = evict(&s, "web-1", "", json!({})).await;
     assert_eq!(code, 500, "{body}");
     assert_eq!(
@@ -242,10 +288,19 @@ async fn unhealthy_pods_follow_the_eviction_policy() {
     // spending it, and stays while it is not.
     let s = state().await;
     pod(&s, "sick", "Running", false).await;
-    budget(&s, "budget", json!({"minAvailable": 1}), Some(healthy(0, 1, 1))).await;
+    budget(
+        &s,
+        "budget",
+        json!({"minAvailable": 1}),
+        Some(healthy(0, 1, 1)),
+    )
+    .await;
     let (code, body) = evict(&s, "sick", "", json!({})).await;
     assert_eq!(code, 201, "{body}");
-    assert_eq!(get_budget(&s, "budget").await["status"]["disruptionsAllowed"], 0);
+    assert_eq!(
+        get_budget(&s, "budget").await["status"]["disruptionsAllowed"],
+        0
+    );
 
     pod(&s, "sick-2", "Running", false).await;
     set_status(&s, "budget", healthy(0, 0, 1)).await;

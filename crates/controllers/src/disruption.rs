@@ -68,8 +68,11 @@ pub fn selects(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
         return false;
     };
     pod.metadata.namespace == pdb.metadata.namespace
-        && selector_matches(selector, pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
-            .unwrap_or(false)
+        && selector_matches(
+            selector,
+            pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
+        )
+        .unwrap_or(false)
 }
 
 /// Upstream's `intstr.GetScaledValueFromIntOrPercent`.
@@ -81,7 +84,9 @@ pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> Result<i
                 .strip_suffix('%')
                 .and_then(|p| p.parse().ok())
                 .ok_or_else(|| {
-                    Error::InvalidObject(format!("invalid value for IntOrString: invalid value {s:?}"))
+                    Error::InvalidObject(format!(
+                        "invalid value for IntOrString: invalid value {s:?}"
+                    ))
                 })?;
             let product = percent * i64::from(total);
             let scaled = if round_up {
@@ -96,10 +101,7 @@ pub fn scaled_value(value: &IntOrString, total: i32, round_up: bool) -> Result<i
 
 /// The scale of the controller of a pod and that controller's uid (upstream's finders:
 /// ReplicationController, Deployment through its ReplicaSet, ReplicaSet, StatefulSet).
-fn controller_scale(
-    owner: &OwnerReference,
-    workloads: &Workloads,
-) -> Option<(String, i32)> {
+fn controller_scale(owner: &OwnerReference, workloads: &Workloads) -> Option<(String, i32)> {
     let group = owner.api_version.split_once('/').map_or("", |(g, _)| g);
     match (owner.kind.as_str(), group) {
         ("ReplicationController", "") => workloads
@@ -186,11 +188,19 @@ fn expected_pod_count(
 }
 
 /// Upstream's `UpdateDisruptionAllowedCondition` (with `SetStatusCondition`'s transition rule).
-fn set_condition(status: &mut PodDisruptionBudgetStatus, reason: &str, message: String, now: Timestamp) {
+fn set_condition(
+    status: &mut PodDisruptionBudgetStatus,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) {
     let allowed = reason == SUFFICIENT_PODS;
     let wanted = if allowed { "True" } else { "False" };
     let conditions = status.conditions.get_or_insert_with(Vec::new);
-    match conditions.iter_mut().find(|c| c.type_ == DISRUPTION_ALLOWED) {
+    match conditions
+        .iter_mut()
+        .find(|c| c.type_ == DISRUPTION_ALLOWED)
+    {
         Some(c) => {
             if c.status != wanted {
                 c.status = wanted.into();
@@ -236,7 +246,8 @@ fn conditions_up_to_date(status: &PodDisruptionBudgetStatus) -> bool {
     } else {
         ("False", INSUFFICIENT_PODS)
     };
-    c.observed_generation == status.observed_generation && (c.status.as_str(), c.reason.as_str()) == want
+    c.observed_generation == status.observed_generation
+        && (c.status.as_str(), c.reason.as_str()) == want
 }
 
 fn plus(time: Timestamp, duration: Duration) -> Timestamp {
@@ -427,7 +438,13 @@ async fn sync(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<Action
         }
         for (pod_name, event) in &plan.pod_events {
             if let Some(pod) = pods.iter().find(|p| &p.name_any() == pod_name) {
-                emit_event(&ctx.client, &object_reference(pod.as_ref()), event, COMPONENT).await;
+                emit_event(
+                    &ctx.client,
+                    &object_reference(pod.as_ref()),
+                    event,
+                    COMPONENT,
+                )
+                .await;
             }
         }
         let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -455,12 +472,7 @@ async fn sync(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<Action
 
 /// Runs the disruption controller until the watch streams end.
 pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<()> {
-    fn reflect<K>(
-        client: &Client,
-    ) -> (
-        Store<K>,
-        impl futures::Stream<Item = ()> + Send + 'static,
-    )
+    fn reflect<K>(client: &Client) -> (Store<K>, impl futures::Stream<Item = ()> + Send + 'static)
     where
         K: kube::Resource<DynamicType = ()>
             + Clone
@@ -585,8 +597,7 @@ mod tests {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
                 labels: Some(app()),
-                owner_references: owner_uid
-                    .map(|uid| vec![owner("ReplicaSet", "apps/v1", uid)]),
+                owner_references: owner_uid.map(|uid| vec![owner("ReplicaSet", "apps/v1", uid)]),
                 ..Default::default()
             },
             spec: None,
@@ -804,7 +815,13 @@ mod tests {
         let plan = reconcile(&budget, &pods, &Workloads::default(), ts(30));
         assert_eq!(plan.status.current_healthy, 1);
         assert_eq!(plan.status.disruptions_allowed, 0);
-        assert!(plan.status.disrupted_pods.as_ref().unwrap().contains_key("a"));
+        assert!(
+            plan.status
+                .disrupted_pods
+                .as_ref()
+                .unwrap()
+                .contains_key("a")
+        );
         assert_eq!(plan.requeue_after, Some(Duration::from_secs(90)));
         // After two minutes the pod counts again and a NotDeleted event says why.
         let plan = reconcile(&budget, &pods, &Workloads::default(), ts(121));
@@ -842,8 +859,14 @@ mod tests {
 
     #[test]
     fn scaled_values_round_up() {
-        assert_eq!(scaled_value(&IntOrString::String("50%".into()), 5, true).unwrap(), 3);
-        assert_eq!(scaled_value(&IntOrString::String("50%".into()), 5, false).unwrap(), 2);
+        assert_eq!(
+            scaled_value(&IntOrString::String("50%".into()), 5, true).unwrap(),
+            3
+        );
+        assert_eq!(
+            scaled_value(&IntOrString::String("50%".into()), 5, false).unwrap(),
+            2
+        );
         assert_eq!(scaled_value(&IntOrString::Int(7), 5, true).unwrap(), 7);
         assert!(scaled_value(&IntOrString::String("half".into()), 5, true).is_err());
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 
 /// Upstream's component defaults (`--leader-elect-lease-duration` and friends).
 pub const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -90,7 +90,9 @@ pub fn decide(
     }
     let duration = current
         .lease_duration_seconds
-        .map_or(config.lease_duration, |s| Duration::from_secs(s.max(0) as u64));
+        .map_or(config.lease_duration, |s| {
+            Duration::from_secs(s.max(0) as u64)
+        });
     if !holder.is_empty() && unchanged_for < duration {
         return Decision::Wait { holder };
     }
@@ -155,7 +157,9 @@ impl Elector {
             }
             Some(mut lease) => {
                 lease.spec = Some(wanted);
-                self.api.replace(&name, &PostParams::default(), &lease).await
+                self.api
+                    .replace(&name, &PostParams::default(), &lease)
+                    .await
             }
         };
         match result {
@@ -336,7 +340,12 @@ mod tests {
     fn a_released_lease_is_taken_at_once() {
         let mut released = held("", 1);
         released.holder_identity = None;
-        let spec = written(decide(Some(&released), Duration::ZERO, &config("me"), ts(1)));
+        let spec = written(decide(
+            Some(&released),
+            Duration::ZERO,
+            &config("me"),
+            ts(1),
+        ));
         assert_eq!(spec.lease_transitions, Some(2));
     }
 

@@ -166,9 +166,19 @@ fn main() {
                 let client = client_from(&args.kubeconfig).await?;
                 let identity = timonel_controllers::leader::identity();
                 // Alone, a lost lease ends the process, as upstream's kube-scheduler does.
-                let elected = run_elected(client.clone(), SCHEDULER_LEASE, &identity, args.leader_elect, true, || {
-                    timonel_scheduler::run(client.clone(), timonel_scheduler::SchedulerOptions::default())
-                });
+                let elected = run_elected(
+                    client.clone(),
+                    SCHEDULER_LEASE,
+                    &identity,
+                    args.leader_elect,
+                    true,
+                    || {
+                        timonel_scheduler::run(
+                            client.clone(),
+                            timonel_scheduler::SchedulerOptions::default(),
+                        )
+                    },
+                );
                 tokio::select! {
                     r = elected => r,
                     _ = shutdown_signal() => Ok(()),
@@ -177,9 +187,19 @@ fn main() {
             Command::ControllerManager(args) => {
                 let client = client_from(&args.kubeconfig).await?;
                 let identity = timonel_controllers::leader::identity();
-                let elected = run_elected(client.clone(), CONTROLLER_MANAGER_LEASE, &identity, args.leader_elect, true, || {
-                    timonel_controllers::run_all(client.clone(), timonel_controllers::ControllerOptions::default())
-                });
+                let elected = run_elected(
+                    client.clone(),
+                    CONTROLLER_MANAGER_LEASE,
+                    &identity,
+                    args.leader_elect,
+                    true,
+                    || {
+                        timonel_controllers::run_all(
+                            client.clone(),
+                            timonel_controllers::ControllerOptions::default(),
+                        )
+                    },
+                );
                 tokio::select! {
                     r = elected => r,
                     _ = shutdown_signal() => Ok(()),
