@@ -242,11 +242,18 @@ impl ApiError {
             let causes: Vec<Value> = self
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .map(|c| {
+                    // Upstream's StatusCause omits an empty field.
+                    let mut cause = json!({"reason": c.reason, "message": c.message});
+                    if !c.field.is_empty() {
+                        cause["field"] = json!(c.field);
+                    }
+                    cause
+                })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
-        if let Some(seconds) = self.retry_after_seconds {
+        if let Some(seconds) = self.retry_after_seconds.filter(|s| *s > 0) {
             details.insert("retryAfterSeconds".into(), json!(seconds));
         }
         if !details.is_empty() {

@@ -623,55 +623,10 @@ fn success() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 }
 
-/// `POST pods/{name}/eviction`: deletes the pod (disruption budgets are enforced by the
-/// disruption controller's status, which arrives with the controllers).
+/// `POST pods/{name}/eviction`: deletes the pod if its PodDisruptionBudget allows it
+/// (see [`crate::eviction`]).
 pub async fn evict_pod(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError> {
-    let pod_name = req.path.name.clone().unwrap_or_default();
-    let key = req
-        .info
-        .object_key(req.path.namespace.as_deref(), &pod_name);
-    let resource = timonel_api::status::Resource {
-        group: "",
-        plural: "pods",
-    };
-    let current = state
-        .cache
-        .get(&key)
-        .ok_or_else(|| ApiError::not_found(resource, &pod_name))?;
-    if current.value()["metadata"]["deletionTimestamp"].is_string() {
-        return Ok(Reply::json(StatusCode::CREATED, success()));
-    }
-    let grace = graceful_period(&req.info, &current.value(), None);
-    let result = match grace {
-        None => state
-            .store
-            .delete(&key, Some(current.mod_revision))
-            .await
-            .map(|(r, _)| r),
-        Some(grace) => {
-            let mut pod = current.value();
-            let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-            let meta = meta_mut(&mut pod);
-            meta.insert(
-                "deletionTimestamp".into(),
-                json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-            );
-            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            meta.remove("resourceVersion");
-            let bytes = serde_json::to_vec(&pod).expect("JSON serializes");
-            state.store.update(&key, bytes, current.mod_revision).await
-        }
-    };
-    match result {
-        Ok(revision) => {
-            state.cache.wait_for(revision).await;
-            Ok(Reply::json(StatusCode::CREATED, success()))
-        }
-        Err(timonel_store::StoreError::Conflict { .. }) => {
-            Err(ApiError::modified(resource, &pod_name))
-        }
-        Err(err) => Err(ApiError::internal(err.to_string())),
-    }
+    crate::eviction::evict(state, req).await
 }
 
 /// Kinds that are answered, never stored: access reviews.

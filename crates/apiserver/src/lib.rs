@@ -12,6 +12,7 @@ pub mod admission;
 pub mod body;
 pub mod cache;
 pub mod discovery;
+pub mod eviction;
 pub mod glue;
 pub mod request;
 pub mod rest;

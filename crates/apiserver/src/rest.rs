@@ -1020,12 +1020,13 @@ fn preserve_system_metadata(current: &Value, new: &mut Value) {
 }
 
 /// DeleteOptions from the body (JSON or protobuf) and the query.
-struct DeleteOptions {
-    grace_period: Option<i64>,
-    propagation: Option<String>,
-    precondition_uid: Option<String>,
-    precondition_rv: Option<String>,
-    dry_run: bool,
+#[derive(Debug, Clone)]
+pub(crate) struct DeleteOptions {
+    pub(crate) grace_period: Option<i64>,
+    pub(crate) propagation: Option<String>,
+    pub(crate) precondition_uid: Option<String>,
+    pub(crate) precondition_rv: Option<String>,
+    pub(crate) dry_run: bool,
 }
 
 fn delete_options(req: &Request<'_>) -> Result<DeleteOptions, ApiError> {
@@ -1034,7 +1035,12 @@ fn delete_options(req: &Request<'_>) -> Result<DeleteOptions, ApiError> {
     } else {
         body::decode_object(req.content_type, req.body)?
     };
-    let q = req.query;
+    delete_options_from(&body, req.query)
+}
+
+/// DeleteOptions from a decoded body (a DeleteOptions object, or an Eviction's
+/// `deleteOptions`) and the query.
+pub(crate) fn delete_options_from(body: &Value, q: &Query) -> Result<DeleteOptions, ApiError> {
     let grace_period = body["gracePeriodSeconds"]
         .as_i64()
         .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
@@ -1090,7 +1096,7 @@ async fn delete(state: &Arc<State>, req: &Request<'_>) -> Result<Reply, ApiError
     Ok(Reply::json(status, obj))
 }
 
-async fn delete_object(
+pub(crate) async fn delete_object(
     state: &Arc<State>,
     req: &Request<'_>,
     name: &str,

@@ -136,7 +136,8 @@ pub fn error_response(err: &ApiError) -> Response<Body> {
         err.to_status(),
     )
     .into_response();
-    if let Some(seconds) = err.retry_after_seconds {
+    // Upstream sends Retry-After only for a positive delay (clients retry at once on 0).
+    if let Some(seconds) = err.retry_after_seconds.filter(|s| *s > 0) {
         resp.headers_mut()
             .insert("Retry-After", HeaderValue::from(seconds));
     }

@@ -358,13 +358,25 @@ async fn execute(
     }
 }
 
+/// Aborts the reflector tasks when the collector stops (its future dropped, e.g. on losing
+/// the leader lease).
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
 /// Runs the garbage collector: reflects every watched kind and sweeps the graph on change.
 pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<()> {
     let discovery = Discovery::new(client.clone()).run().await?;
     let resolver = Arc::new(Resolver { discovery });
     let wake = Arc::new(tokio::sync::Notify::new());
     let mut stores: Vec<(ApiResource, Store<DynamicObject>)> = Vec::new();
-    let mut tasks = Vec::new();
+    let mut tasks = AbortOnDrop(Vec::new());
     for (group, version, kind) in WATCHED_KINDS {
         let api_version = if group.is_empty() {
             version.to_string()
@@ -383,7 +395,7 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
             .default_backoff()
             .reflect(writer)
             .touched_objects();
-        tasks.push(tokio::spawn(async move {
+        tasks.0.push(tokio::spawn(async move {
             stream
                 .for_each(|_| {
                     notify.notify_one();
@@ -442,7 +454,7 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
                 wake.notify_one();
             }
         }
-        if tasks.iter().all(|t| t.is_finished()) {
+        if tasks.0.iter().all(|t| t.is_finished()) {
             return Ok(());
         }
     }

@@ -8,10 +8,12 @@ pub mod common;
 pub mod daemonset;
 pub mod cronjob;
 pub mod deployment;
+pub mod disruption;
 pub mod expectations;
 pub mod gc;
 pub mod history;
 pub mod job;
+pub mod leader;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -115,7 +117,8 @@ pub async fn run_all(client: kube::Client, options: ControllerOptions) -> anyhow
         tainteviction::run(client.clone(), options.clone()),
         podgc::run(client.clone(), options.clone()),
         nodeipam::run(client.clone(), options.clone()),
-        serviceaccount::run(client, options),
+        serviceaccount::run(client.clone(), options.clone()),
+        disruption::run(client, options),
     )?;
     Ok(())
 }

@@ -79,6 +79,11 @@ struct ServerArgs {
     /// says otherwise (DefaultTolerationSeconds admission).
     #[arg(long, default_value_t = 300)]
     default_unreachable_toleration_seconds: i64,
+    /// Run the scheduler and the controllers only while holding their Leases
+    /// (kube-system/kube-scheduler, kube-system/kube-controller-manager), as upstream.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    leader_elect: bool,
 }
 
 #[derive(clap::Args)]
@@ -146,6 +151,11 @@ struct ClientArgs {
     /// Kubeconfig of the cluster to work on.
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// Run the scheduler and the controllers only while holding their Leases
+    /// (kube-system/kube-scheduler, kube-system/kube-controller-manager), as upstream.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true")]
+    leader_elect: bool,
 }
 
 #[derive(clap::Args)]
@@ -230,16 +240,40 @@ fn main() {
             Command::SimNodes(args) => run_sim(args).await,
             Command::Scheduler(args) => {
                 let client = client_from(&args.kubeconfig).await?;
+                let identity = timonel_controllers::leader::identity();
+                // Alone, a lost lease ends the process, as upstream's kube-scheduler does.
+                let elected = run_elected(
+                    client.clone(),
+                    SCHEDULER_LEASE,
+                    &identity,
+                    args.leader_elect,
+                    true,
+                    || {
+                        timonel_scheduler::run(
+                            client.clone(),
+                            timonel_scheduler::SchedulerOptions::default(),
+                        )
+                    },
+                );
                 tokio::select! {
-                    r = timonel_scheduler::run(client, timonel_scheduler::SchedulerOptions::default()) => r,
+                    r = elected => r,
                     _ = shutdown_signal() => Ok(()),
                 }
             }
             Command::ControllerManager(args) => {
                 let options = args.controllers.options()?;
                 let client = client_from(&args.client.kubeconfig).await?;
+                let identity = timonel_controllers::leader::identity();
+                let elected = run_elected(
+                    client.clone(),
+                    CONTROLLER_MANAGER_LEASE,
+                    &identity,
+                    args.client.leader_elect,
+                    true,
+                    || timonel_controllers::run_all(client.clone(), options.clone()),
+                );
                 tokio::select! {
-                    r = timonel_controllers::run_all(client, options) => r,
+                    r = elected => r,
                     _ = shutdown_signal() => Ok(()),
                 }
             }
@@ -288,20 +322,48 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         )
         .await?;
         let client = kube::Client::try_from(config)?;
+        // One identity for both loops of this server; a lost lease stops that loop and the
+        // server campaigns again (the API server itself keeps serving).
+        let identity = timonel_controllers::leader::identity();
         if !args.disable_scheduler {
             let client = client.clone();
+            let identity = identity.clone();
+            let leader_elect = args.leader_elect;
             tokio::spawn(async move {
-                if let Err(e) =
-                    timonel_scheduler::run(client, timonel_scheduler::SchedulerOptions::default())
-                        .await
-                {
+                let work = || {
+                    timonel_scheduler::run(
+                        client.clone(),
+                        timonel_scheduler::SchedulerOptions::default(),
+                    )
+                };
+                let result = run_elected(
+                    client.clone(),
+                    SCHEDULER_LEASE,
+                    &identity,
+                    leader_elect,
+                    false,
+                    work,
+                )
+                .await;
+                if let Err(e) = result {
                     eprintln!("timonel: scheduler stopped: {e:#}");
                 }
             });
         }
         if !args.disable_controller_manager {
+            let leader_elect = args.leader_elect;
             tokio::spawn(async move {
-                if let Err(e) = timonel_controllers::run_all(client, controller_options).await {
+                let work = || timonel_controllers::run_all(client.clone(), controller_options.clone());
+                let result = run_elected(
+                    client.clone(),
+                    CONTROLLER_MANAGER_LEASE,
+                    &identity,
+                    leader_elect,
+                    false,
+                    work,
+                )
+                .await;
+                if let Err(e) = result {
                     eprintln!("timonel: controllers stopped: {e:#}");
                 }
             });
@@ -322,6 +384,30 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     server.shutdown();
     Ok(())
+}
+
+/// Upstream's lock names, in kube-system.
+const SCHEDULER_LEASE: &str = "kube-scheduler";
+const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
+
+/// Runs `work`, under leader election on `lease` unless `leader_elect` is off.
+async fn run_elected<F, Fut>(
+    client: kube::Client,
+    lease: &str,
+    identity: &str,
+    leader_elect: bool,
+    exit_on_loss: bool,
+    mut work: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if !leader_elect {
+        return work().await;
+    }
+    let config = timonel_controllers::leader::LeaderElectionConfig::new(lease, identity);
+    timonel_controllers::leader::run_while_leading(client, config, exit_on_loss, work).await
 }
 
 async fn shutdown_signal() {

@@ -16,4 +16,5 @@ mod cp {
     pub mod workloads;
     pub mod jobs;
     pub mod nodes;
+    pub mod disruption;
 }

@@ -288,6 +288,18 @@ impl Cluster {
     /// Starts `timonel sim-nodes --count COUNT --prefix PREFIX EXTRA…` against this cluster and
     /// waits until its nodes are registered.
     pub fn sim_nodes(&self, prefix: &str, count: usize, extra: &[&str]) -> Process {
+        self.sim_nodes_via(&self.kubeconfig, prefix, count, extra)
+    }
+
+    /// `sim_nodes` registered through another server's kubeconfig (e.g. the one
+    /// `second_server` returns, once this cluster's own server is gone).
+    pub fn sim_nodes_via(
+        &self,
+        kubeconfig: &Path,
+        prefix: &str,
+        count: usize,
+        extra: &[&str],
+    ) -> Process {
         let mut args: Vec<String> = vec![
             "sim-nodes".into(),
             "--count".into(),
@@ -295,7 +307,7 @@ impl Cluster {
             "--prefix".into(),
             prefix.into(),
             "--kubeconfig".into(),
-            self.kubeconfig.display().to_string(),
+            kubeconfig.display().to_string(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         let log = self.dir.join(format!("sim-{prefix}.log"));
@@ -314,9 +326,9 @@ impl Cluster {
         loop {
             let mut cmd = Command::new(&tools().kubectl);
             cmd.arg("--kubeconfig")
-                .arg(&self.kubeconfig)
+                .arg(kubeconfig)
                 .args(["get", "nodes", "-o", "name"]);
-            isolate_home(&mut cmd, &home, &self.kubeconfig);
+            isolate_home(&mut cmd, &home, kubeconfig);
             let names = cmd
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -488,6 +500,7 @@ impl Cluster {
             cluster: self,
             ns: ns.clone(),
             home,
+            kubeconfig: self.kubeconfig.clone(),
         };
         // --validate=false: setup must not depend on OpenAPI, which tests of their own cover.
         let created = session.kubectl_stdin_ok(
@@ -659,17 +672,30 @@ pub struct Session<'c> {
     pub cluster: &'c Cluster,
     pub ns: String,
     pub home: PathBuf,
+    /// The server this session talks to (the cluster's unless `via` chose another).
+    pub kubeconfig: PathBuf,
 }
 
-impl Session<'_> {
+impl<'c> Session<'c> {
+    /// The same namespace and HOME through another server's kubeconfig (e.g. a
+    /// `second_server` sharing this cluster's etcd).
+    pub fn via(&self, kubeconfig: &Path) -> Session<'c> {
+        Session {
+            cluster: self.cluster,
+            ns: self.ns.clone(),
+            home: self.home.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
+    }
+
     fn command(&self, program: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(program);
         cmd.arg("--kubeconfig")
-            .arg(&self.cluster.kubeconfig)
+            .arg(&self.kubeconfig)
             .arg("--namespace")
             .arg(&self.ns)
             .args(args);
-        isolate_home(&mut cmd, &self.home, &self.cluster.kubeconfig);
+        isolate_home(&mut cmd, &self.home, &self.kubeconfig);
         cmd
     }
 
