@@ -165,6 +165,13 @@ fn spec_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
+fn terminating_of(rs: &ReplicaSet) -> i32 {
+    rs.status
+        .as_ref()
+        .and_then(|s| s.terminating_replicas)
+        .unwrap_or(0)
+}
+
 fn status_of(rs: &ReplicaSet) -> (i32, i32, i32) {
     rs.status.as_ref().map_or((0, 0, 0), |s| {
         (
@@ -770,7 +777,10 @@ pub fn reconcile(
             .copied()
             .filter(|i| spec_replicas(&sync.sets[*i]) > 0)
             .collect();
-        let old_pods_running = olds.iter().any(|i| status_of(&sync.sets[*i]).0 > 0);
+        // Terminating pods still run: Recreate starts new pods only once they are gone too.
+        let old_pods_running = olds.iter().any(|i| {
+            status_of(&sync.sets[*i]).0 > 0 || terminating_of(&sync.sets[*i]) > 0
+        });
         if !active_olds.is_empty() {
             for index in active_olds {
                 sync.scale(index, 0);
@@ -858,7 +868,7 @@ fn compute_status(
         ready_replicas: Some(sum(|rs| status_of(rs).1)),
         available_replicas: Some(available),
         unavailable_replicas: Some(unavailable),
-        terminating_replicas: None,
+        terminating_replicas: Some(sync.sets.iter().map(terminating_of).sum()),
         collision_count: previous.collision_count,
         conditions: previous.conditions.clone(),
     };
