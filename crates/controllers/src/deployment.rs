@@ -342,7 +342,14 @@ impl Sync<'_> {
             return self.replicas;
         }
         let max_total = self.replicas + self.surge;
-        let current_total = self.total_spec();
+        // Upstream counts spec replicas only; an old set scaled down a moment ago may still
+        // have the pods it is about to delete, and creating new ones then would exceed
+        // replicas + maxSurge. Counting what each set still has too keeps the bound.
+        let current_total: i32 = self
+            .sets
+            .iter()
+            .map(|rs| spec_replicas(rs).max(status_of(rs).0))
+            .sum();
         if current_total >= max_total {
             return current_new;
         }
@@ -778,9 +785,9 @@ pub fn reconcile(
             .filter(|i| spec_replicas(&sync.sets[*i]) > 0)
             .collect();
         // Terminating pods still run: Recreate starts new pods only once they are gone too.
-        let old_pods_running = olds.iter().any(|i| {
-            status_of(&sync.sets[*i]).0 > 0 || terminating_of(&sync.sets[*i]) > 0
-        });
+        let old_pods_running = olds
+            .iter()
+            .any(|i| status_of(&sync.sets[*i]).0 > 0 || terminating_of(&sync.sets[*i]) > 0);
         if !active_olds.is_empty() {
             for index in active_olds {
                 sync.scale(index, 0);
@@ -1598,6 +1605,42 @@ mod tests {
         let waiting = world.step(&mut d);
         assert!(waiting.actions.is_empty());
         world.settle_pods();
+        let create = world.step(&mut d);
+        assert!(create.actions.iter().any(
+            |a| matches!(a, DeploymentAction::CreateReplicaSet(rs) if spec_replicas(rs) == 3)
+        ));
+    }
+
+    #[test]
+    fn recreate_waits_for_terminating_old_pods() {
+        let mut d = deployment(3, "nginx:1", "Recreate");
+        let mut world = World {
+            sets: Vec::new(),
+            clock: 0,
+            events: Vec::new(),
+        };
+        converge(&mut world, &mut d, 10, |_| {});
+        d.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some("nginx:2".into());
+        world.step(&mut d);
+        world.settle_pods();
+        // Scaled to zero, but its pods are still shutting down.
+        if let Some(status) = world.sets[0].status.as_mut() {
+            status.terminating_replicas = Some(3);
+        }
+        let waiting = world.step(&mut d);
+        assert!(waiting.actions.is_empty(), "{:?}", waiting.actions);
+        assert_eq!(waiting.status.terminating_replicas, Some(3));
+        if let Some(status) = world.sets[0].status.as_mut() {
+            status.terminating_replicas = Some(0);
+        }
         let create = world.step(&mut d);
         assert!(create.actions.iter().any(
             |a| matches!(a, DeploymentAction::CreateReplicaSet(rs) if spec_replicas(rs) == 3)

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus};
+use k8s_openapi::api::apps::v1::{
+    ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus,
+};
 use k8s_openapi::api::core::v1::{
     Pod, ReplicationController, ReplicationControllerCondition, ReplicationControllerStatus,
 };
@@ -873,6 +875,25 @@ mod tests {
     }
 
     #[test]
+    fn terminating_pods_are_counted_apart() {
+        let mut leaving = pod("leaving", Some("rs-uid"), "web", running(0));
+        leaving.metadata.deletion_timestamp = Some(Time(ts(50)));
+        let mut finished = pod("finished", Some("rs-uid"), "web", running(0));
+        finished.metadata.deletion_timestamp = Some(Time(ts(50)));
+        if let Some(status) = finished.status.as_mut() {
+            status.phase = Some("Succeeded".into());
+        }
+        let pods = vec![
+            pod("a", Some("rs-uid"), "web", running(0)),
+            leaving,
+            finished,
+        ];
+        let plan = reconcile(&rs(1, 0), &pods, ts(100)).unwrap();
+        assert_eq!(plan.status.replicas, 1);
+        assert_eq!(plan.status.terminating_replicas, Some(1));
+    }
+
+    #[test]
     fn availability_waits_for_min_ready_seconds() {
         let pods = vec![
             pod("long", Some("rs-uid"), "web", running(0)),
@@ -1002,7 +1023,11 @@ mod tests {
         let pod = pod_from_template_owned_by(&replica_set_view(&set), owner).unwrap();
         let owner = &pod.metadata.owner_references.unwrap()[0];
         assert_eq!(
-            (owner.api_version.as_str(), owner.kind.as_str(), owner.uid.as_str()),
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.uid.as_str()
+            ),
             ("v1", "ReplicationController", "rc-uid")
         );
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));

@@ -250,7 +250,10 @@ impl Process {
     /// Kills the process with SIGKILL at once (no clean shutdown) and waits until it is gone.
     pub fn kill(mut self) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.inner.exited().is_none() && Instant::now() < deadline {
