@@ -117,6 +117,13 @@ fn spec_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
 }
 
+fn terminating_of(rs: &ReplicaSet) -> i32 {
+    rs.status
+        .as_ref()
+        .and_then(|s| s.terminating_replicas)
+        .unwrap_or(0)
+}
+
 fn status_of(rs: &ReplicaSet) -> (i32, i32, i32) {
     rs.status.as_ref().map_or((0, 0, 0), |s| {
         (
@@ -287,7 +294,14 @@ impl Sync<'_> {
             return self.replicas;
         }
         let max_total = self.replicas + self.surge;
-        let current_total = self.total_spec();
+        // Upstream counts spec replicas only; an old set scaled down a moment ago may still
+        // have the pods it is about to delete, and creating new ones then would exceed
+        // replicas + maxSurge. Counting what each set still has too keeps the bound.
+        let current_total: i32 = self
+            .sets
+            .iter()
+            .map(|rs| spec_replicas(rs).max(status_of(rs).0))
+            .sum();
         if current_total >= max_total {
             return current_new;
         }
@@ -722,7 +736,10 @@ pub fn reconcile(
             .copied()
             .filter(|i| spec_replicas(&sync.sets[*i]) > 0)
             .collect();
-        let old_pods_running = olds.iter().any(|i| status_of(&sync.sets[*i]).0 > 0);
+        // Terminating pods still run: Recreate starts new pods only once they are gone too.
+        let old_pods_running = olds
+            .iter()
+            .any(|i| status_of(&sync.sets[*i]).0 > 0 || terminating_of(&sync.sets[*i]) > 0);
         if !active_olds.is_empty() {
             for index in active_olds {
                 sync.scale(index, 0);
@@ -810,7 +827,7 @@ fn compute_status(
         ready_replicas: Some(sum(|rs| status_of(rs).1)),
         available_replicas: Some(available),
         unavailable_replicas: Some(unavailable),
-        terminating_replicas: None,
+        terminating_replicas: Some(sync.sets.iter().map(terminating_of).sum()),
         collision_count: previous.collision_count,
         conditions: previous.conditions.clone(),
     };
@@ -1540,6 +1557,42 @@ mod tests {
         let waiting = world.step(&mut d);
         assert!(waiting.actions.is_empty());
         world.settle_pods();
+        let create = world.step(&mut d);
+        assert!(create.actions.iter().any(
+            |a| matches!(a, DeploymentAction::CreateReplicaSet(rs) if spec_replicas(rs) == 3)
+        ));
+    }
+
+    #[test]
+    fn recreate_waits_for_terminating_old_pods() {
+        let mut d = deployment(3, "nginx:1", "Recreate");
+        let mut world = World {
+            sets: Vec::new(),
+            clock: 0,
+            events: Vec::new(),
+        };
+        converge(&mut world, &mut d, 10, |_| {});
+        d.spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some("nginx:2".into());
+        world.step(&mut d);
+        world.settle_pods();
+        // Scaled to zero, but its pods are still shutting down.
+        if let Some(status) = world.sets[0].status.as_mut() {
+            status.terminating_replicas = Some(3);
+        }
+        let waiting = world.step(&mut d);
+        assert!(waiting.actions.is_empty(), "{:?}", waiting.actions);
+        assert_eq!(waiting.status.terminating_replicas, Some(3));
+        if let Some(status) = world.sets[0].status.as_mut() {
+            status.terminating_replicas = Some(0);
+        }
         let create = world.step(&mut d);
         assert!(create.actions.iter().any(
             |a| matches!(a, DeploymentAction::CreateReplicaSet(rs) if spec_replicas(rs) == 3)

@@ -25,6 +25,7 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 /// The kinds whose objects the collector watches as dependents (group, version, kind).
 pub const WATCHED_KINDS: &[(&str, &str, &str)] = &[
     ("", "v1", "Pod"),
+    ("", "v1", "ReplicationController"),
     ("apps", "v1", "ReplicaSet"),
     ("apps", "v1", "Deployment"),
     ("apps", "v1", "DaemonSet"),

@@ -1,4 +1,5 @@
-//! ReplicaSet controller: keeps `spec.replicas` active pods matching the template.
+//! ReplicaSet controller: keeps `spec.replicas` active pods matching the template. It also
+//! runs core/v1 ReplicationControllers, through their ReplicaSet view.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -6,15 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{
+    ReplicaSet, ReplicaSetCondition, ReplicaSetSpec, ReplicaSetStatus,
+};
+use k8s_openapi::api::core::v1::{
+    Pod, ReplicationController, ReplicationControllerCondition, ReplicationControllerStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::ControllerOptions;
 use crate::common::{
@@ -87,6 +95,13 @@ pub fn reconcile(rs: &ReplicaSet, pods: &[Pod], now: Timestamp) -> Result<Replic
     let mut active: Vec<&Pod> = owned.iter().copied().filter(|p| pod_is_active(p)).collect();
     let min_ready_seconds = spec.min_ready_seconds.unwrap_or(0);
     plan.status = compute_status(rs, &active, now);
+    // Upstream 1.35 (DeploymentReplicaSetTerminatingReplicas, beta, on by default) reports
+    // owned pods that are being deleted but have not reached a terminal phase.
+    let terminating = owned
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some() && !pod_is_terminal(p))
+        .count();
+    plan.status.terminating_replicas = Some(i32::try_from(terminating).unwrap_or(i32::MAX));
     plan.requeue_after = next_availability(&active, min_ready_seconds, now);
 
     if !being_deleted {
@@ -149,6 +164,13 @@ fn next_availability(active: &[&Pod], min_ready_seconds: i32, now: Timestamp) ->
         .filter(|remaining| *remaining > 0)
         .min()
         .map(|s| Duration::from_secs(s.unsigned_abs()))
+}
+
+fn pod_is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 fn phase_rank(pod: &Pod) -> u8 {
@@ -218,14 +240,20 @@ pub fn slow_start_batches(count: usize) -> Vec<usize> {
 
 /// The pod the set creates: template labels, annotations and spec, `generateName: <rs>-`.
 pub fn pod_from_template(rs: &ReplicaSet) -> Result<Pod, Error> {
+    let owner = controller_reference(rs)
+        .ok_or_else(|| Error::InvalidObject("replicaset has no name or uid".into()))?;
+    pod_from_template_owned_by(rs, owner)
+}
+
+/// As `pod_from_template`, with `owner` as the pod's controller reference (a
+/// ReplicationController's pods point at the controller, not at its ReplicaSet view).
+pub fn pod_from_template_owned_by(rs: &ReplicaSet, owner: OwnerReference) -> Result<Pod, Error> {
     let template = rs
         .spec
         .as_ref()
         .and_then(|s| s.template.clone())
         .ok_or_else(|| Error::InvalidObject("replicaset has no pod template".into()))?;
     let template_meta = template.metadata.unwrap_or_default();
-    let owner = controller_reference(rs)
-        .ok_or_else(|| Error::InvalidObject("replicaset has no name or uid".into()))?;
     Ok(Pod {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", rs.name_any())),
@@ -294,6 +322,129 @@ impl Expectations {
     }
 }
 
+/// A ReplicationController as the ReplicaSet it is equivalent to: its map selector becomes
+/// `matchLabels`. Upstream's ReplicationManager is the ReplicaSet controller run through the
+/// same kind of conversion, so both kinds share one decision function.
+pub fn replica_set_view(rc: &ReplicationController) -> ReplicaSet {
+    let spec = rc.spec.clone().unwrap_or_default();
+    let status = rc.status.as_ref().map(|s| ReplicaSetStatus {
+        replicas: s.replicas,
+        fully_labeled_replicas: s.fully_labeled_replicas,
+        ready_replicas: s.ready_replicas,
+        available_replicas: s.available_replicas,
+        observed_generation: s.observed_generation,
+        conditions: s.conditions.as_ref().map(|conditions| {
+            conditions
+                .iter()
+                .map(|c| ReplicaSetCondition {
+                    type_: c.type_.clone(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                    last_transition_time: c.last_transition_time.clone(),
+                })
+                .collect()
+        }),
+        terminating_replicas: None,
+    });
+    ReplicaSet {
+        metadata: rc.metadata.clone(),
+        spec: Some(ReplicaSetSpec {
+            replicas: spec.replicas,
+            min_ready_seconds: spec.min_ready_seconds,
+            selector: LabelSelector {
+                match_labels: spec.selector.filter(|s| !s.is_empty()),
+                match_expressions: None,
+            },
+            template: spec.template,
+        }),
+        status,
+    }
+}
+
+/// The ReplicationController status equivalent to a ReplicaSet status.
+pub fn replication_controller_status(status: &ReplicaSetStatus) -> ReplicationControllerStatus {
+    ReplicationControllerStatus {
+        replicas: status.replicas,
+        fully_labeled_replicas: status.fully_labeled_replicas,
+        ready_replicas: status.ready_replicas,
+        available_replicas: status.available_replicas,
+        observed_generation: status.observed_generation,
+        conditions: status.conditions.as_ref().map(|conditions| {
+            conditions
+                .iter()
+                .map(|c| ReplicationControllerCondition {
+                    type_: c.type_.clone(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                    last_transition_time: c.last_transition_time.clone(),
+                })
+                .collect()
+        }),
+    }
+}
+
+/// A kind this controller manages: ReplicaSet, or ReplicationController through its view.
+trait ManagedSet:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Upstream's event source component for the kind.
+    const COMPONENT: &'static str;
+    fn replica_set(&self) -> ReplicaSet;
+    /// The status to write, when it differs from the stored one.
+    fn changed_status(&self, status: &ReplicaSetStatus) -> Option<serde_json::Value>;
+    /// The pod selector, for mapping orphan pods to the sets that may adopt them.
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool;
+}
+
+impl ManagedSet for ReplicaSet {
+    const COMPONENT: &'static str = "replicaset-controller";
+
+    fn replica_set(&self) -> ReplicaSet {
+        self.clone()
+    }
+
+    fn changed_status(&self, status: &ReplicaSetStatus) -> Option<serde_json::Value> {
+        (self.status.as_ref() != Some(status)).then(|| serde_json::json!({ "status": status }))
+    }
+
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.spec
+            .as_ref()
+            .is_some_and(|s| selector_matches(&s.selector, labels).unwrap_or(false))
+    }
+}
+
+impl ManagedSet for ReplicationController {
+    const COMPONENT: &'static str = "replication-controller";
+
+    fn replica_set(&self) -> ReplicaSet {
+        replica_set_view(self)
+    }
+
+    fn changed_status(&self, status: &ReplicaSetStatus) -> Option<serde_json::Value> {
+        let status = replication_controller_status(status);
+        (self.status.as_ref() != Some(&status)).then(|| serde_json::json!({ "status": status }))
+    }
+
+    fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some_and(|selector| {
+                !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            })
+    }
+}
+
 struct Context {
     client: Client,
     options: ControllerOptions,
@@ -301,10 +452,9 @@ struct Context {
     expectations: Mutex<HashMap<String, Expectations>>,
 }
 
-const COMPONENT: &str = "replicaset-controller";
-
-async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
+async fn sync<K: ManagedSet>(set: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _ = ctx.pods.wait_until_ready().await;
+    let rs = set.replica_set();
     let namespace = rs.namespace().unwrap_or_default();
     let key = format!("{namespace}/{}", rs.name_any());
     let pods: Vec<Pod> = ctx
@@ -317,7 +467,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let plan = reconcile(&rs, &pods, Timestamp::now())?;
     let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let by_name: HashMap<String, &Pod> = pods.iter().map(|p| (p.name_any(), p)).collect();
-    let owner = controller_reference(rs.as_ref());
+    let owner = controller_reference(set.as_ref());
     let rs_uid = rs.metadata.uid.clone();
 
     for name in plan.adopt.iter().chain(&plan.release) {
@@ -349,13 +499,16 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
             .is_none_or(|e| e.satisfied(&ctx.pods, &namespace))
     };
     if satisfied && (plan.create > 0 || !plan.delete.is_empty()) {
-        let reference = object_reference(rs.as_ref());
+        let reference = object_reference(set.as_ref());
         let mut expectation = Expectations {
             set_at: Some(Instant::now()),
             ..Default::default()
         };
         if plan.create > 0 {
-            let template = pod_from_template(&rs)?;
+            let owner = owner
+                .clone()
+                .ok_or_else(|| Error::InvalidObject("set has no name or uid".into()))?;
+            let template = pod_from_template_owned_by(&rs, owner)?;
             'batches: for batch in slow_start_batches(plan.create) {
                 let params = PostParams::default();
                 let results = futures::future::join_all(
@@ -371,7 +524,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
                                 "SuccessfulCreate",
                                 format!("Created pod: {name}"),
                             );
-                            emit_event(&ctx.client, &reference, &event, COMPONENT).await;
+                            emit_event(&ctx.client, &reference, &event, K::COMPONENT).await;
                             expectation.pending_creates.insert(name);
                         }
                         Err(error) => {
@@ -380,7 +533,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
                                 "FailedCreate",
                                 format!("Error creating: {error}"),
                             );
-                            emit_event(&ctx.client, &reference, &event, COMPONENT).await;
+                            emit_event(&ctx.client, &reference, &event, K::COMPONENT).await;
                         }
                     }
                 }
@@ -403,7 +556,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
                         "SuccessfulDelete",
                         format!("Deleted pod: {}", victim.name),
                     );
-                    emit_event(&ctx.client, &reference, &event, COMPONENT).await;
+                    emit_event(&ctx.client, &reference, &event, K::COMPONENT).await;
                     if let Some(uid) = &victim.uid {
                         expectation.pending_deletes.insert(uid.clone());
                     }
@@ -412,7 +565,7 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
                 Err(error) => {
                     let event =
                         EventSpec::warning("FailedDelete", format!("Error deleting: {error}"));
-                    emit_event(&ctx.client, &reference, &event, COMPONENT).await;
+                    emit_event(&ctx.client, &reference, &event, K::COMPONENT).await;
                 }
             }
         }
@@ -422,10 +575,9 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
             .insert(key, expectation);
     }
 
-    if rs.status.as_ref() != Some(&plan.status) {
-        let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = serde_json::json!({"status": plan.status});
-        match rs_api
+    if let Some(patch) = set.changed_status(&plan.status) {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        match api
             .patch_status(
                 &rs.name_any(),
                 &PatchParams::default(),
@@ -443,62 +595,96 @@ async fn sync(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     ))
 }
 
-/// Runs the ReplicaSet controller until the watch streams end.
-pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<()> {
-    let rs_api: Api<ReplicaSet> = Api::all(client.clone());
-    let pod_api: Api<Pod> = Api::all(client.clone());
-    let (pods, writer) = reflector::store();
-    let pod_stream = watcher(pod_api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    let controller = Controller::new(rs_api, watcher::Config::default());
-    let sets = controller.store();
-    let concurrency = options.concurrency;
-    let context = Arc::new(Context {
-        client,
-        options,
-        pods,
-        expectations: Mutex::default(),
-    });
+/// The sets a pod event concerns: its controller if of kind `K`, else (an orphan) every set
+/// of its namespace whose selector matches it, which may adopt it.
+fn sets_for_pod<K: ManagedSet>(pod: &Pod, sets: &Store<K>) -> Vec<ObjectRef<K>> {
+    let namespace = pod.namespace().unwrap_or_default();
+    match controller_of(&pod.metadata) {
+        Some(owner) if owner.kind == K::kind(&()) => {
+            vec![ObjectRef::new(&owner.name).within(&namespace)]
+        }
+        Some(_) => Vec::new(),
+        None => {
+            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            sets.state()
+                .iter()
+                .filter(|set| set.meta().namespace.as_deref() == Some(namespace.as_str()))
+                .filter(|set| set.selects(&labels))
+                .map(|set| ObjectRef::from_obj(set.as_ref()))
+                .collect()
+        }
+    }
+}
+
+async fn run_controller<K: ManagedSet>(
+    controller: Controller<K>,
+    pod_events: futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
+    context: Arc<Context>,
+) {
+    let concurrency = context.options.concurrency;
     controller
-        .watches_stream(pod_stream, move |pod: Pod| {
-            let namespace = pod.namespace().unwrap_or_default();
-            match controller_of(&pod.metadata) {
-                Some(owner) if owner.kind == "ReplicaSet" => {
-                    vec![ObjectRef::new(&owner.name).within(&namespace)]
-                }
-                Some(_) => Vec::new(),
-                // An orphan may be adopted by any set whose selector matches it.
-                None => {
-                    let labels = pod.metadata.labels.clone().unwrap_or_default();
-                    sets.state()
-                        .iter()
-                        .filter(|rs| rs.metadata.namespace.as_deref() == Some(namespace.as_str()))
-                        .filter(|rs| {
-                            rs.spec.as_ref().is_some_and(|s| {
-                                selector_matches(&s.selector, &labels).unwrap_or(false)
-                            })
-                        })
-                        .map(|rs| ObjectRef::from_obj(rs.as_ref()))
-                        .collect()
-                }
-            }
-        })
+        .reconcile_on(pod_events)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .run(
-            sync,
+            sync::<K>,
             |_, error, _| {
-                tracing::warn!(%error, "replicaset sync failed");
+                tracing::warn!(%error, kind = %K::kind(&()), "sync failed");
                 Action::requeue(Duration::from_secs(5))
             },
             context,
         )
         .for_each(|_| futures::future::ready(()))
         .await;
-    Ok(())
 }
 
+/// Runs the ReplicaSet and ReplicationController controllers, which share one pod cache,
+/// until the watch streams end.
+pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<()> {
+    let pod_api: Api<Pod> = Api::all(client.clone());
+    let (pods, writer) = reflector::store();
+    let rs_controller = Controller::new(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let rc_controller = Controller::new(
+        Api::<ReplicationController>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let replica_sets = rs_controller.store();
+    let replication_controllers = rc_controller.store();
+    let (rs_sender, rs_events) = futures::channel::mpsc::unbounded();
+    let (rc_sender, rc_events) = futures::channel::mpsc::unbounded();
+    // One pod watch feeds both controllers: each pod change wakes the sets it concerns.
+    let pod_events = watcher(pod_api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .for_each(move |event| {
+            if let Ok(pod) = event {
+                for target in sets_for_pod(&pod, &replica_sets) {
+                    let _ = rs_sender.unbounded_send(target);
+                }
+                for target in sets_for_pod(&pod, &replication_controllers) {
+                    let _ = rc_sender.unbounded_send(target);
+                }
+            }
+            futures::future::ready(())
+        });
+    let context = |pods: Store<Pod>| {
+        Arc::new(Context {
+            client: client.clone(),
+            options: options.clone(),
+            pods,
+            expectations: Mutex::default(),
+        })
+    };
+    tokio::join!(
+        pod_events,
+        run_controller(rs_controller, rs_events, context(pods.clone())),
+        run_controller(rc_controller, rc_events, context(pods)),
+    );
+    Ok(())
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,6 +875,25 @@ mod tests {
     }
 
     #[test]
+    fn terminating_pods_are_counted_apart() {
+        let mut leaving = pod("leaving", Some("rs-uid"), "web", running(0));
+        leaving.metadata.deletion_timestamp = Some(Time(ts(50)));
+        let mut finished = pod("finished", Some("rs-uid"), "web", running(0));
+        finished.metadata.deletion_timestamp = Some(Time(ts(50)));
+        if let Some(status) = finished.status.as_mut() {
+            status.phase = Some("Succeeded".into());
+        }
+        let pods = vec![
+            pod("a", Some("rs-uid"), "web", running(0)),
+            leaving,
+            finished,
+        ];
+        let plan = reconcile(&rs(1, 0), &pods, ts(100)).unwrap();
+        assert_eq!(plan.status.replicas, 1);
+        assert_eq!(plan.status.terminating_replicas, Some(1));
+    }
+
+    #[test]
     fn availability_waits_for_min_ready_seconds() {
         let pods = vec![
             pod("long", Some("rs-uid"), "web", running(0)),
@@ -761,5 +966,80 @@ mod tests {
             (owner.controller, owner.block_owner_deletion),
             (Some(true), Some(true))
         );
+    }
+
+    fn rc(replicas: i32) -> ReplicationController {
+        use k8s_openapi::api::core::v1::ReplicationControllerSpec;
+        ReplicationController {
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("default".into()),
+                uid: Some("rc-uid".into()),
+                generation: Some(2),
+                ..Default::default()
+            },
+            spec: Some(ReplicationControllerSpec {
+                replicas: Some(replicas),
+                min_ready_seconds: None,
+                selector: Some(labels("web")),
+                template: Some(PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(labels("web")),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec::default()),
+                }),
+            }),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn replication_controller_reuses_the_replica_set_decision() {
+        let set = rc(3);
+        let view = replica_set_view(&set);
+        let pods = vec![
+            pod("owned", Some("rc-uid"), "web", running(0)),
+            pod("orphan", None, "web", running(0)),
+            pod("other", None, "db", running(0)),
+        ];
+        let plan = reconcile(&view, &pods, ts(100)).unwrap();
+        assert_eq!(plan.adopt, ["orphan"]);
+        assert_eq!(plan.create, 1);
+        let status = replication_controller_status(&plan.status);
+        assert_eq!(status.replicas, 2);
+        assert_eq!(status.ready_replicas, Some(2));
+        assert_eq!(status.available_replicas, Some(2));
+        assert_eq!(status.fully_labeled_replicas, Some(2));
+        assert_eq!(status.observed_generation, Some(2));
+        assert!(set.selects(&labels("web")));
+        assert!(!set.selects(&labels("db")));
+    }
+
+    #[test]
+    fn replication_controller_pods_point_at_the_controller() {
+        let set = rc(1);
+        let owner = controller_reference(&set).unwrap();
+        let pod = pod_from_template_owned_by(&replica_set_view(&set), owner).unwrap();
+        let owner = &pod.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.uid.as_str()
+            ),
+            ("v1", "ReplicationController", "rc-uid")
+        );
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-"));
+    }
+
+    #[test]
+    fn replication_controller_without_selector_manages_nothing() {
+        let mut set = rc(1);
+        if let Some(spec) = set.spec.as_mut() {
+            spec.selector = Some(BTreeMap::new());
+        }
+        assert!(reconcile(&replica_set_view(&set), &[], ts(0)).is_err());
+        assert!(!set.selects(&labels("web")));
     }
 }
