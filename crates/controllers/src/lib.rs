@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 pub mod common;
-pub mod daemonset;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod expectations;

@@ -353,7 +353,8 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         if !args.disable_controller_manager {
             let leader_elect = args.leader_elect;
             tokio::spawn(async move {
-                let work = || timonel_controllers::run_all(client.clone(), controller_options.clone());
+                let work =
+                    || timonel_controllers::run_all(client.clone(), controller_options.clone());
                 let result = run_elected(
                     client.clone(),
                     CONTROLLER_MANAGER_LEASE,

@@ -13,8 +13,8 @@ mod e2e {
 
 mod cp {
     pub mod deployments;
-    pub mod workloads;
+    pub mod disruption;
     pub mod jobs;
     pub mod nodes;
-    pub mod disruption;
+    pub mod workloads;
 }
