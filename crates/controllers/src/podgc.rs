@@ -221,7 +221,7 @@ mod tests {
                 name: Some(name.into()),
                 namespace: Some("ns".into()),
                 creation_timestamp: Some(Time(Timestamp::from_second(created).unwrap())),
-                deletion_timestamp: deleting.then(|| Time(Timestamp::UNIX_EPOCH)),
+                deletion_timestamp: deleting.then_some(Time(Timestamp::UNIX_EPOCH)),
                 ..Default::default()
             },
             spec: Some(PodSpec {
