@@ -297,28 +297,46 @@ struct Expectations {
     pending_creates: HashSet<String>,
     pending_deletes: HashSet<String>,
     set_at: Option<Instant>,
+    /// Pods of the set the watch delivered, kept while a sync's creations are in flight.
+    observed: HashSet<String>,
 }
 
 /// Upstream's `ExpectationsTimeout`: give up waiting for the cache after five minutes.
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Expectations {
-    fn satisfied(&self, pods: &Store<Pod>, namespace: &str) -> bool {
+    /// Creations count as seen once the pod watch delivered them (`observe_pod`), even if the
+    /// pod is gone again by now; deletions once the cache shows them.
+    fn satisfied(&self, pods: &Store<Pod>) -> bool {
         if self
             .set_at
             .is_none_or(|t| t.elapsed() > EXPECTATIONS_TIMEOUT)
         {
             return true;
         }
-        let created_seen = self
-            .pending_creates
-            .iter()
-            .all(|name| pods.get(&ObjectRef::new(name).within(namespace)).is_some());
+        let created_seen = self.pending_creates.is_empty();
         let deleted_seen = self.pending_deletes.iter().all(|uid| {
             pods.find(|p| p.metadata.uid.as_deref() == Some(uid.as_str()))
                 .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
         });
         created_seen && deleted_seen
+    }
+}
+
+impl Context {
+    /// Records that the watch delivered `pod`: a creation expected by its set is seen.
+    fn observe_pod(&self, pod: &Pod, kind: &str) {
+        let Some(owner) = controller_of(&pod.metadata).filter(|o| o.kind == kind) else {
+            return;
+        };
+        let name = pod.name_any();
+        let mut guard = self.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        let expectation = guard.entry(owner.uid.clone()).or_default();
+        expectation.pending_creates.remove(&name);
+        // Bounded: only names of pods created within a sync in flight matter.
+        if expectation.observed.len() < BURST_REPLICAS {
+            expectation.observed.insert(name);
+        }
     }
 }
 
@@ -456,7 +474,8 @@ async fn sync<K: ManagedSet>(set: Arc<K>, ctx: Arc<Context>) -> Result<Action, E
     let _ = ctx.pods.wait_until_ready().await;
     let rs = set.replica_set();
     let namespace = rs.namespace().unwrap_or_default();
-    let key = format!("{namespace}/{}", rs.name_any());
+    // By uid: a set deleted and created again under its name starts without expectations.
+    let key = rs.metadata.uid.clone().unwrap_or_default();
     let pods: Vec<Pod> = ctx
         .pods
         .state()
@@ -494,9 +513,7 @@ async fn sync<K: ManagedSet>(set: Arc<K>, ctx: Arc<Context>) -> Result<Action, E
 
     let satisfied = {
         let guard = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .get(&key)
-            .is_none_or(|e| e.satisfied(&ctx.pods, &namespace))
+        guard.get(&key).is_none_or(|e| e.satisfied(&ctx.pods))
     };
     if satisfied && (plan.create > 0 || !plan.delete.is_empty()) {
         let reference = object_reference(set.as_ref());
@@ -525,7 +542,10 @@ async fn sync<K: ManagedSet>(set: Arc<K>, ctx: Arc<Context>) -> Result<Action, E
                                 format!("Created pod: {name}"),
                             );
                             emit_event(&ctx.client, &reference, &event, K::COMPONENT).await;
-                            expectation.pending_creates.insert(name);
+                            // Unless the watch delivered it while the batch was in flight.
+                            if ctx.pods.get(&ObjectRef::from_obj(&pod)).is_none() {
+                                expectation.pending_creates.insert(name);
+                            }
                         }
                         Err(error) => {
                             failed = true;
@@ -569,10 +589,13 @@ async fn sync<K: ManagedSet>(set: Arc<K>, ctx: Arc<Context>) -> Result<Action, E
                 }
             }
         }
-        ctx.expectations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, expectation);
+        let mut guard = ctx.expectations.lock().unwrap_or_else(|e| e.into_inner());
+        // Creations the watch delivered while this sync ran were recorded in `observed`.
+        let observed = guard.remove(&key).map(|e| e.observed).unwrap_or_default();
+        expectation
+            .pending_creates
+            .retain(|name| !observed.contains(name));
+        guard.insert(key, expectation);
     }
 
     if let Some(patch) = set.changed_status(&plan.status) {
@@ -652,24 +675,6 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
     );
     let replica_sets = rs_controller.store();
     let replication_controllers = rc_controller.store();
-    let (rs_sender, rs_events) = futures::channel::mpsc::unbounded();
-    let (rc_sender, rc_events) = futures::channel::mpsc::unbounded();
-    // One pod watch feeds both controllers: each pod change wakes the sets it concerns.
-    let pod_events = watcher(pod_api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .for_each(move |event| {
-            if let Ok(pod) = event {
-                for target in sets_for_pod(&pod, &replica_sets) {
-                    let _ = rs_sender.unbounded_send(target);
-                }
-                for target in sets_for_pod(&pod, &replication_controllers) {
-                    let _ = rc_sender.unbounded_send(target);
-                }
-            }
-            futures::future::ready(())
-        });
     let context = |pods: Store<Pod>| {
         Arc::new(Context {
             client: client.clone(),
@@ -678,10 +683,35 @@ pub async fn run(client: Client, options: ControllerOptions) -> anyhow::Result<(
             expectations: Mutex::default(),
         })
     };
+    let rs_context = context(pods.clone());
+    let rc_context = context(pods);
+    let (rs_sender, rs_events) = futures::channel::mpsc::unbounded();
+    let (rc_sender, rc_events) = futures::channel::mpsc::unbounded();
+    // One pod watch feeds both controllers: each pod change wakes the sets it concerns.
+    let pod_events = watcher(pod_api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .for_each({
+            let (rs_context, rc_context) = (rs_context.clone(), rc_context.clone());
+            move |event| {
+                if let Ok(pod) = event {
+                    rs_context.observe_pod(&pod, "ReplicaSet");
+                    rc_context.observe_pod(&pod, "ReplicationController");
+                    for target in sets_for_pod(&pod, &replica_sets) {
+                        let _ = rs_sender.unbounded_send(target);
+                    }
+                    for target in sets_for_pod(&pod, &replication_controllers) {
+                        let _ = rc_sender.unbounded_send(target);
+                    }
+                }
+                futures::future::ready(())
+            }
+        });
     tokio::join!(
         pod_events,
-        run_controller(rs_controller, rs_events, context(pods.clone())),
-        run_controller(rc_controller, rc_events, context(pods)),
+        run_controller(rs_controller, rs_events, rs_context),
+        run_controller(rc_controller, rc_events, rc_context),
     );
     Ok(())
 }
