@@ -6,34 +6,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use serde_json::{Value, json};
-use timonel_apiserver::server::{Authenticator, handle};
-use timonel_apiserver::{State, User};
+use timonel_apiserver::State;
+use timonel_apiserver::server::handle;
 
-const TOKEN: &str = "test-token";
+mod support;
+use support::{TOKEN, state};
+
 const PODS: &str = "/api/v1/namespaces/default/pods";
 const PDBS: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
 const VIOLATION: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
-
-async fn state() -> Arc<State> {
-    let store = Arc::new(timonel_store::memory::MemoryStore::new());
-    let auth = Authenticator {
-        tokens: vec![(
-            TOKEN.to_string(),
-            User {
-                name: "tester".into(),
-                groups: vec!["system:masters".into()],
-            },
-        )],
-    };
-    let state = State::new(store, auth).await.unwrap();
-    timonel_apiserver::admission::bootstrap(&state)
-        .await
-        .unwrap();
-    state
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    state
-}
 
 async fn call(s: &Arc<State>, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let content_type = if method == Method::PATCH {

@@ -7,31 +7,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use serde_json::{Value, json};
-use timonel_apiserver::server::{Authenticator, handle};
-use timonel_apiserver::{State, User};
+use timonel_apiserver::State;
+use timonel_apiserver::server::handle;
 
-const TOKEN: &str = "test-token";
-
-async fn state() -> Arc<State> {
-    let store = Arc::new(timonel_store::memory::MemoryStore::new());
-    let auth = Authenticator {
-        tokens: vec![(
-            TOKEN.to_string(),
-            User {
-                name: "tester".into(),
-                groups: vec!["system:masters".into()],
-            },
-        )],
-    };
-    let state = State::new(store, auth).await.unwrap();
-    timonel_apiserver::admission::bootstrap(&state)
-        .await
-        .unwrap();
-    state
-        .ready
-        .store(true, std::sync::atomic::Ordering::Release);
-    state
-}
+mod support;
+use support::{TOKEN, state};
 
 struct Call<'a> {
     method: Method,
