@@ -63,7 +63,11 @@ pub struct FakeKernel {
 }
 
 fn fake_err(op: &str, message: impl Into<String>) -> NetError {
-    NetError::Netlink { context: op.to_string(), message: message.into(), errno: None }
+    NetError::Netlink {
+        context: op.to_string(),
+        message: message.into(),
+        errno: None,
+    }
 }
 
 impl FakeKernel {
@@ -128,7 +132,10 @@ fn host_link<'a>(
     op: &str,
     name: &str,
 ) -> Result<&'a mut FakeLink, NetError> {
-    state.links.get_mut(name).ok_or_else(|| fake_err(op, format!("no link {name}")))
+    state
+        .links
+        .get_mut(name)
+        .ok_or_else(|| fake_err(op, format!("no link {name}")))
 }
 
 /// Removes the veth end named `peer` wherever it is (host or any pod namespace), and any end
@@ -145,7 +152,11 @@ fn remove_veth_other_end(state: &mut FakeState, name: &str, peer: Option<&str>) 
 
 impl NetKernel for FakeKernel {
     fn link_kind(&self, name: &str) -> Result<Option<LinkKind>, NetError> {
-        Ok(self.query("link_kind")?.links.get(name).map(|l| l.kind.clone()))
+        Ok(self
+            .query("link_kind")?
+            .links
+            .get(name)
+            .map(|l| l.kind.clone()))
     }
 
     fn create_bridge(&self, name: &str, mtu: u32) -> Result<(), NetError> {
@@ -170,7 +181,9 @@ impl NetKernel for FakeKernel {
 
     fn link_addresses(&self, name: &str) -> Result<Vec<Ipv4Net>, NetError> {
         let mut state = self.query("link_addresses")?;
-        Ok(host_link(&mut state, "link_addresses", name)?.addresses.clone())
+        Ok(host_link(&mut state, "link_addresses", name)?
+            .addresses
+            .clone())
     }
 
     fn add_address(&self, name: &str, address: Ipv4Net) -> Result<(), NetError> {
@@ -263,13 +276,20 @@ impl NetKernel for FakeKernel {
     fn move_link_to_netns(&self, name: &str, netns: &Path) -> Result<(), NetError> {
         let mut state = self.call("move_link_to_netns", name)?;
         if !state.namespaces.contains(netns) {
-            return Err(fake_err("move_link_to_netns", format!("no namespace {}", netns.display())));
+            return Err(fake_err(
+                "move_link_to_netns",
+                format!("no namespace {}", netns.display()),
+            ));
         }
         let link = state
             .links
             .remove(name)
             .ok_or_else(|| fake_err("move_link_to_netns", format!("no link {name}")))?;
-        state.pod_links.entry(netns.to_path_buf()).or_default().push(link);
+        state
+            .pod_links
+            .entry(netns.to_path_buf())
+            .or_default()
+            .push(link);
         Ok(())
     }
 
@@ -281,16 +301,27 @@ impl NetKernel for FakeKernel {
         let mut state = self.call("configure_pod_interface", &interface.current_name)?;
         let links = state.pod_links.entry(netns.to_path_buf()).or_default();
         if links.iter().any(|l| l.name == interface.name) {
-            return Err(fake_err("configure_pod_interface", format!("{} exists", interface.name)));
+            return Err(fake_err(
+                "configure_pod_interface",
+                format!("{} exists", interface.name),
+            ));
         }
-        let link = links.iter_mut().find(|l| l.name == interface.current_name).ok_or_else(|| {
-            fake_err("configure_pod_interface", format!("no link {}", interface.current_name))
-        })?;
+        let link = links
+            .iter_mut()
+            .find(|l| l.name == interface.current_name)
+            .ok_or_else(|| {
+                fake_err(
+                    "configure_pod_interface",
+                    format!("no link {}", interface.current_name),
+                )
+            })?;
         link.name = interface.name.clone();
         link.addresses.push(interface.address);
         link.mtu = interface.mtu;
         link.up = true;
-        state.pod_default_routes.insert(netns.to_path_buf(), interface.gateway);
+        state
+            .pod_default_routes
+            .insert(netns.to_path_buf(), interface.gateway);
         Ok(())
     }
 
@@ -299,11 +330,17 @@ impl NetKernel for FakeKernel {
         namespaces: &PodNamespaces,
         hostname: &str,
     ) -> Result<(), NetError> {
-        let mut state = self.call("create_pod_namespaces", &namespaces.net.display().to_string())?;
+        let mut state = self.call(
+            "create_pod_namespaces",
+            &namespaces.net.display().to_string(),
+        )?;
         for kind in NsKind::ALL {
             let path = namespaces.get(kind);
             if state.namespaces.contains(path) {
-                return Err(fake_err("create_pod_namespaces", format!("{} is mounted", path.display())));
+                return Err(fake_err(
+                    "create_pod_namespaces",
+                    format!("{} is mounted", path.display()),
+                ));
             }
         }
         for kind in NsKind::ALL {
@@ -314,7 +351,9 @@ impl NetKernel for FakeKernel {
             })?;
             state.namespaces.insert(path.to_path_buf());
         }
-        state.hostnames.insert(namespaces.uts.clone(), hostname.to_string());
+        state
+            .hostnames
+            .insert(namespaces.uts.clone(), hostname.to_string());
         state.lo_up.insert(namespaces.net.clone());
         Ok(())
     }
@@ -341,9 +380,10 @@ impl NetKernel for FakeKernel {
         match fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => {
-                Err(NetError::Io { context: format!("removing {}", path.display()), source })
-            }
+            Err(source) => Err(NetError::Io {
+                context: format!("removing {}", path.display()),
+                source,
+            }),
         }
     }
 }

@@ -54,7 +54,10 @@ impl Ipam {
         let mut out = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_err(format!("reading {}", self.dir.display())))?;
-            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok())
+            let Some(ip) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<Ipv4Addr>().ok())
             else {
                 continue;
             };
@@ -112,12 +115,18 @@ impl Ipam {
         for step in 0..size {
             let ip = Ipv4Addr::from(first + (start + step) % size);
             let path = self.dir.join(ip.to_string());
-            let mut file = match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            let mut file = match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_err(format!("creating {}", path.display()))(e)),
             };
-            let written = file.write_all(pod_id.as_bytes()).and_then(|()| file.sync_all());
+            let written = file
+                .write_all(pod_id.as_bytes())
+                .and_then(|()| file.sync_all());
             if let Err(e) = written {
                 let _ = fs::remove_file(&path);
                 return Err(io_err(format!("writing {}", path.display()))(e));

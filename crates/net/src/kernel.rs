@@ -69,8 +69,11 @@ pub trait NetKernel: Send + Sync {
     fn move_link_to_netns(&self, name: &str, netns: &Path) -> Result<(), NetError>;
     /// Inside namespace `netns`: renames, addresses and raises the pod's interface and adds the
     /// default route through the gateway.
-    fn configure_pod_interface(&self, netns: &Path, interface: &PodInterface)
-    -> Result<(), NetError>;
+    fn configure_pod_interface(
+        &self,
+        netns: &Path,
+        interface: &PodInterface,
+    ) -> Result<(), NetError>;
     /// Creates fresh net, ipc and uts namespaces, bind-mounts them on the (not yet existing)
     /// files named in `namespaces`, sets `hostname` in the uts namespace and brings `lo` up in
     /// the net namespace. The parent directory exists.

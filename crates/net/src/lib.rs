@@ -210,7 +210,9 @@ fn validate_pod_id(pod_id: &str) -> Result<(), NetError> {
         && pod_id.len() <= 253
         && pod_id != "."
         && pod_id != ".."
-        && pod_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && pod_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
         Ok(())
     } else {
@@ -236,12 +238,19 @@ fn validate_config(config: &NetConfig) -> Result<(), NetError> {
             "bridge name {bridge:?} must start with {NAME_PREFIX:?} and be at most {IFNAME_MAX} characters"
         )));
     }
-    if !bridge.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return Err(NetError::Config(format!("bridge name {bridge:?} has invalid characters")));
+    if !bridge
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(NetError::Config(format!(
+            "bridge name {bridge:?} has invalid characters"
+        )));
     }
     // A bridge named like a pod veth would be deleted by that pod's teardown.
     if bridge.len() == IFNAME_MAX
-        && bridge[NAME_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit() || b == b'p')
+        && bridge[NAME_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'p')
     {
         return Err(NetError::Config(format!(
             "bridge name {bridge:?} collides with the pod veth naming scheme"
@@ -280,7 +289,12 @@ impl<K: NetKernel> PodNetwork<K> {
         validate_config(&config)?;
         let ipam = Ipam::new(config.state_dir.join("ipam"), config.pod_cidr);
         ipam.remove_empty()?;
-        Ok(PodNetwork { kernel, config, ipam, lock: Mutex::new(()) })
+        Ok(PodNetwork {
+            kernel,
+            config,
+            ipam,
+            lock: Mutex::new(()),
+        })
     }
 
     /// The kernel this network runs on (tests inspect a [`FakeKernel`] through it).
@@ -299,7 +313,9 @@ impl<K: NetKernel> PodNetwork<K> {
     }
 
     fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn pod_dir(&self, pod_id: &str) -> PathBuf {
@@ -405,7 +421,9 @@ impl<K: NetKernel> PodNetwork<K> {
         let host = &address.host_veth;
         let peer = peer_temp_name(pod_id);
         let marker = self.attached_marker(pod_id);
-        let recorded = fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse().ok());
+        let recorded = fs::read_to_string(&marker)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
         let host_kind = self.kernel.link_kind(host)?;
         if recorded == Some(ip) && host_kind == Some(LinkKind::Veth) {
             return Ok(address);
@@ -492,7 +510,10 @@ impl<K: NetKernel> PodNetwork<K> {
             .map(|(_, owner)| owner)
             .filter(|owner| validate_pod_id(owner).is_ok())
             .collect();
-        for dir in [self.config.netns_dir.clone(), self.config.state_dir.join("attached")] {
+        for dir in [
+            self.config.netns_dir.clone(),
+            self.config.state_dir.join("attached"),
+        ] {
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -542,7 +563,10 @@ impl<K: NetKernel> PodNetwork<K> {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(io_err(format!("removing {}", self.config.state_dir.display()))(e));
+                return Err(io_err(format!(
+                    "removing {}",
+                    self.config.state_dir.display()
+                ))(e));
             }
         }
         // Only if empty: something else may share it.

@@ -52,7 +52,11 @@ fn nl_err(context: &str, error: rtnetlink::Error) -> NetError {
         rtnetlink::Error::NetlinkError(msg) => Some(msg.raw_code().abs()).filter(|c| *c != 0),
         _ => None,
     };
-    NetError::Netlink { context: context.to_string(), message: error.to_string(), errno }
+    NetError::Netlink {
+        context: context.to_string(),
+        message: error.to_string(),
+        errno,
+    }
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> NetError {
@@ -121,7 +125,11 @@ async fn find_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, N
         Ok(link) => Ok(link),
         Err(e) => {
             let e = nl_err(&format!("looking up link {name}"), e);
-            if matches!(errno_of(&e), Some(ENODEV)) { Ok(None) } else { Err(e) }
+            if matches!(errno_of(&e), Some(ENODEV)) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -158,10 +166,15 @@ fn kind_of(link: &LinkMessage) -> LinkKind {
 async fn dump_blackholes(
     handle: &Handle,
 ) -> Result<Vec<(Ipv4Net, rtnetlink::packet_route::route::RouteMessage)>, NetError> {
-    let mut routes = handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
     let mut out = Vec::new();
-    while let Some(route) =
-        routes.try_next().await.map_err(|e| nl_err("listing routes", e))?
+    while let Some(route) = routes
+        .try_next()
+        .await
+        .map_err(|e| nl_err("listing routes", e))?
     {
         if route.header.kind != RouteType::BlackHole {
             continue;
@@ -187,7 +200,9 @@ async fn dump_blackholes(
 
 impl NetKernel for LinuxKernel {
     fn link_kind(&self, name: &str) -> Result<Option<LinkKind>, NetError> {
-        netlink(None, async |h| Ok(find_link(&h, name).await?.as_ref().map(kind_of)))
+        netlink(None, async |h| {
+            Ok(find_link(&h, name).await?.as_ref().map(kind_of))
+        })
     }
 
     fn create_bridge(&self, name: &str, mtu: u32) -> Result<(), NetError> {
@@ -263,7 +278,11 @@ impl NetKernel for LinuxKernel {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let e = nl_err(&format!("deleting link {name}"), e);
-                    if matches!(errno_of(&e), Some(ENODEV)) { Ok(()) } else { Err(e) }
+                    if matches!(errno_of(&e), Some(ENODEV)) {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
                 }
             }
         })
@@ -280,7 +299,11 @@ impl NetKernel for LinuxKernel {
 
     fn blackhole_routes(&self) -> Result<Vec<Ipv4Net>, NetError> {
         netlink(None, async |h| {
-            Ok(dump_blackholes(&h).await?.into_iter().map(|(net, _)| net).collect())
+            Ok(dump_blackholes(&h)
+                .await?
+                .into_iter()
+                .map(|(net, _)| net)
+                .collect())
         })
     }
 
@@ -330,7 +353,11 @@ impl NetKernel for LinuxKernel {
             let index = link_index(&h, name).await?;
             let bridge_index = link_index(&h, bridge).await?;
             h.link()
-                .set(LinkUnspec::new_with_index(index).controller(bridge_index).build())
+                .set(
+                    LinkUnspec::new_with_index(index)
+                        .controller(bridge_index)
+                        .build(),
+                )
                 .execute()
                 .await
                 .map_err(|e| nl_err(&format!("adding {name} to bridge {bridge}"), e))
@@ -367,7 +394,9 @@ impl NetKernel for LinuxKernel {
                 )
                 .execute()
                 .await
-                .map_err(|e| nl_err(&format!("renaming {} to {name}", interface.current_name), e))?;
+                .map_err(|e| {
+                    nl_err(&format!("renaming {} to {name}", interface.current_name), e)
+                })?;
             let address = interface.address;
             if let Err(e) = h
                 .address()
@@ -390,7 +419,10 @@ impl NetKernel for LinuxKernel {
                 .output_interface(index)
                 .build();
             if let Err(e) = h.route().add(route).execute().await {
-                let e = nl_err(&format!("adding default route via {}", interface.gateway), e);
+                let e = nl_err(
+                    &format!("adding default route via {}", interface.gateway),
+                    e,
+                );
                 if errno_of(&e) != Some(EEXIST) {
                     return Err(e);
                 }
@@ -410,7 +442,9 @@ impl NetKernel for LinuxKernel {
                 .spawn_scoped(scope, move || -> Result<(), NetError> {
                     // Only this thread moves; the namespaces outlive it through the bind mounts.
                     unshare(
-                        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS,
+                        CloneFlags::CLONE_NEWNET
+                            | CloneFlags::CLONE_NEWIPC
+                            | CloneFlags::CLONE_NEWUTS,
                     )
                     .map_err(|e| io_err("unshare(net|ipc|uts)")(e.into()))?;
                     nix::unistd::sethostname(hostname)

@@ -52,7 +52,11 @@ pub(crate) fn join(path: &Path, kind: NsKind) -> io::Result<()> {
     setns(&file, kind.clone_flag()).map_err(|errno| {
         io::Error::new(
             io::Error::from(errno).kind(),
-            format!("setns({}) into {}: {errno}", kind.proc_name(), path.display()),
+            format!(
+                "setns({}) into {}: {errno}",
+                kind.proc_name(),
+                path.display()
+            ),
         )
     })
 }

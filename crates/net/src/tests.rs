@@ -16,7 +16,10 @@ fn config_in(dir: &Path, cidr: &str) -> NetConfig {
     NetConfig {
         bridge: "timonel0".to_string(),
         pod_cidr: cidr.parse().unwrap(),
-        blackhole_cidrs: vec!["10.42.0.0/16".parse().unwrap(), "10.43.0.0/16".parse().unwrap()],
+        blackhole_cidrs: vec![
+            "10.42.0.0/16".parse().unwrap(),
+            "10.43.0.0/16".parse().unwrap(),
+        ],
         state_dir: dir.join("state"),
         netns_dir: dir.join("netns"),
         mtu: 1500,
@@ -28,7 +31,12 @@ fn setup_cidr(cidr: &str) -> Setup {
     let config = config_in(dir.path(), cidr);
     let kernel = FakeKernel::new();
     let net = PodNetwork::with_kernel(kernel.clone(), config.clone()).unwrap();
-    Setup { kernel, net, config, _dir: dir }
+    Setup {
+        kernel,
+        net,
+        config,
+        _dir: dir,
+    }
 }
 
 fn setup() -> Setup {
@@ -69,13 +77,28 @@ fn config_is_validated() {
     let bad = |f: &dyn Fn(&mut NetConfig)| {
         let mut c = good.clone();
         f(&mut c);
-        matches!(PodNetwork::with_kernel(FakeKernel::new(), c), Err(NetError::Config(_)))
+        matches!(
+            PodNetwork::with_kernel(FakeKernel::new(), c),
+            Err(NetError::Config(_))
+        )
     };
-    assert!(bad(&|c| c.bridge = "br0".into()), "bridge must be named timonel*");
-    assert!(bad(&|c| c.bridge = "timonel-too-long-name".into()), "15 chars max");
-    assert!(bad(&|c| c.bridge = "timonel01234567".into()), "looks like a pod veth");
+    assert!(
+        bad(&|c| c.bridge = "br0".into()),
+        "bridge must be named timonel*"
+    );
+    assert!(
+        bad(&|c| c.bridge = "timonel-too-long-name".into()),
+        "15 chars max"
+    );
+    assert!(
+        bad(&|c| c.bridge = "timonel01234567".into()),
+        "looks like a pod veth"
+    );
     assert!(bad(&|c| c.pod_cidr = "10.42.0.0/31".parse().unwrap()));
-    assert!(bad(&|c| c.pod_cidr = "10.42.0.5/24".parse().unwrap()), "host bits");
+    assert!(
+        bad(&|c| c.pod_cidr = "10.42.0.5/24".parse().unwrap()),
+        "host bits"
+    );
     assert!(bad(&|c| c.mtu = 10));
     assert!(PodNetwork::with_kernel(FakeKernel::new(), good).is_ok());
 }
@@ -89,7 +112,11 @@ fn veth_names_are_ours_short_and_stable() {
     for name in [&a, &b] {
         assert_eq!(name.len(), 15);
         assert!(name.starts_with("timonel"));
-        assert!(name[7..].bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            name[7..]
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
     let peer = peer_temp_name("pod");
     assert_eq!(peer.len(), 15);
@@ -102,12 +129,21 @@ fn bad_pod_ids_and_hostnames_are_rejected() {
     let s = setup();
     for id in ["", ".", "..", "../etc", "a/b", "a b", &"x".repeat(254)] {
         assert!(
-            matches!(s.net.create_namespaces(id, "h"), Err(NetError::InvalidArgument(_))),
+            matches!(
+                s.net.create_namespaces(id, "h"),
+                Err(NetError::InvalidArgument(_))
+            ),
             "{id:?}"
         );
-        assert!(matches!(s.net.teardown(id), Err(NetError::InvalidArgument(_))), "{id:?}");
+        assert!(
+            matches!(s.net.teardown(id), Err(NetError::InvalidArgument(_))),
+            "{id:?}"
+        );
     }
-    assert!(matches!(s.net.create_namespaces("p", ""), Err(NetError::InvalidArgument(_))));
+    assert!(matches!(
+        s.net.create_namespaces("p", ""),
+        Err(NetError::InvalidArgument(_))
+    ));
     assert!(matches!(
         s.net.create_namespaces("p", &"h".repeat(65)),
         Err(NetError::InvalidArgument(_))
@@ -140,22 +176,30 @@ fn ensure_host_is_idempotent_and_repairs_what_is_missing() {
     s.net.ensure_host().unwrap();
     let again = s.calls_since(before);
     assert!(
-        again.iter().all(|c| c.starts_with("set_link_up") || c.starts_with("enable_ip_forward")),
+        again
+            .iter()
+            .all(|c| c.starts_with("set_link_up") || c.starts_with("enable_ip_forward")),
         "second ensure_host only re-asserts state: {again:?}"
     );
     // Someone deleted a blackhole route: it comes back, nothing else is re-added.
-    s.kernel.delete_blackhole_route("10.43.0.0/16".parse().unwrap()).unwrap();
+    s.kernel
+        .delete_blackhole_route("10.43.0.0/16".parse().unwrap())
+        .unwrap();
     let before = s.calls();
     s.restart().ensure_host().unwrap();
-    let added: Vec<_> =
-        s.calls_since(before).into_iter().filter(|c| c.starts_with("add_")).collect();
+    let added: Vec<_> = s
+        .calls_since(before)
+        .into_iter()
+        .filter(|c| c.starts_with("add_"))
+        .collect();
     assert_eq!(added, vec!["add_blackhole_route 10.43.0.0/16".to_string()]);
 }
 
 #[test]
 fn ensure_host_refuses_a_foreign_link_with_the_bridge_name() {
     let s = setup();
-    s.kernel.add_foreign_link("timonel0", LinkKind::Other("dummy".into()));
+    s.kernel
+        .add_foreign_link("timonel0", LinkKind::Other("dummy".into()));
     assert!(matches!(s.net.ensure_host(), Err(NetError::Conflict(_))));
     // and reset leaves it alone too
     assert!(matches!(s.net.reset(), Err(NetError::Conflict(_))));
@@ -169,7 +213,14 @@ fn create_namespaces_makes_three_files_sets_hostname_and_lo() {
     let s = setup();
     let ns = s.net.create_namespaces("uid-1", "web-0").unwrap();
     let dir = s.config.netns_dir.join("uid-1");
-    assert_eq!(ns, PodNamespaces { net: dir.join("net"), ipc: dir.join("ipc"), uts: dir.join("uts") });
+    assert_eq!(
+        ns,
+        PodNamespaces {
+            net: dir.join("net"),
+            ipc: dir.join("ipc"),
+            uts: dir.join("uts")
+        }
+    );
     assert!(ns.net.exists() && ns.ipc.exists() && ns.uts.exists());
     let state = s.kernel.state();
     assert_eq!(state.namespaces.len(), 3);
@@ -183,7 +234,10 @@ fn create_namespaces_is_idempotent_across_restarts() {
     let ns = s.net.create_namespaces("uid-1", "web-0").unwrap();
     let before = s.calls();
     assert_eq!(s.net.create_namespaces("uid-1", "web-0").unwrap(), ns);
-    assert_eq!(s.restart().create_namespaces("uid-1", "renamed").unwrap(), ns);
+    assert_eq!(
+        s.restart().create_namespaces("uid-1", "renamed").unwrap(),
+        ns
+    );
     assert!(s.calls_since(before).is_empty(), "nothing touched");
     assert_eq!(s.kernel.state().hostnames[&ns.uts], "web-0");
 }
@@ -199,7 +253,14 @@ fn partial_namespaces_are_recreated() {
     assert_eq!(again, ns);
     let state = s.kernel.state();
     assert_eq!(state.namespaces.len(), 3);
-    assert_eq!(state.calls.iter().filter(|c| c.starts_with("create_pod_namespaces")).count(), 2);
+    assert_eq!(
+        state
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("create_pod_namespaces"))
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -234,7 +295,10 @@ fn attach_plumbs_veth_into_bridge_and_pod() {
     assert_eq!(host.master.as_deref(), Some("timonel0"));
     assert!(host.up);
     assert_eq!(host.mtu, 1500);
-    assert!(!state.links.contains_key(&peer_temp_name("uid-a")), "peer left the host");
+    assert!(
+        !state.links.contains_key(&peer_temp_name("uid-a")),
+        "peer left the host"
+    );
     let pod_links = &state.pod_links[&ns.net];
     assert_eq!(pod_links.len(), 1);
     let eth0 = &pod_links[0];
@@ -254,7 +318,11 @@ fn attach_is_idempotent_and_survives_restart_untouched() {
     assert_eq!(s.net.attach("uid-a", &ns.net).unwrap(), a);
     let restarted = s.restart();
     assert_eq!(restarted.attach("uid-a", &ns.net).unwrap(), a);
-    assert!(s.calls_since(before).is_empty(), "no kernel changes: {:?}", s.calls_since(before));
+    assert!(
+        s.calls_since(before).is_empty(),
+        "no kernel changes: {:?}",
+        s.calls_since(before)
+    );
 }
 
 #[test]
@@ -265,11 +333,18 @@ fn attach_redoes_a_half_done_attempt_with_the_same_address() {
     s.kernel.fail_next("configure_pod_interface");
     assert!(s.net.attach("uid-a", &ns.net).is_err());
     let state = s.kernel.state();
-    assert!(!state.links.contains_key(&host_veth_name("uid-a")), "cleaned up after failure");
+    assert!(
+        !state.links.contains_key(&host_veth_name("uid-a")),
+        "cleaned up after failure"
+    );
     assert!(state.pod_links.get(&ns.net).is_none_or(|l| l.is_empty()));
 
     let a = s.net.attach("uid-a", &ns.net).unwrap();
-    assert_eq!(a.ip, ip("10.42.0.2"), "address kept across the failed attempt");
+    assert_eq!(
+        a.ip,
+        ip("10.42.0.2"),
+        "address kept across the failed attempt"
+    );
     assert_eq!(s.kernel.state().pod_links[&ns.net][0].name, "eth0");
 }
 
@@ -305,7 +380,13 @@ fn attach_needs_the_bridge() {
     let s = setup();
     let ns = s.net.create_namespaces("uid-a", "a").unwrap();
     assert!(s.net.attach("uid-a", &ns.net).is_err());
-    assert!(!s.kernel.state().links.keys().any(|k| k.starts_with("timonel")));
+    assert!(
+        !s.kernel
+            .state()
+            .links
+            .keys()
+            .any(|k| k.starts_with("timonel"))
+    );
 }
 
 // ---- IPAM ----
@@ -335,7 +416,10 @@ fn ipam_smallest_cidr_has_one_address() {
     s.net.ensure_host().unwrap();
     assert_eq!(s.pod("only").1.ip, ip("10.42.0.2"));
     let ns = s.net.create_namespaces("second", "s").unwrap();
-    assert!(matches!(s.net.attach("second", &ns.net), Err(NetError::Exhausted { .. })));
+    assert!(matches!(
+        s.net.attach("second", &ns.net),
+        Err(NetError::Exhausted { .. })
+    ));
 }
 
 #[test]
@@ -353,7 +437,10 @@ fn ipam_is_round_robin_and_persisted() {
     assert_eq!(restarted.attach("d", &ns.net).unwrap().ip, ip("10.42.0.5"));
     let ipam = s.config.state_dir.join("ipam");
     assert_eq!(fs::read_to_string(ipam.join("10.42.0.3")).unwrap(), "b");
-    assert_eq!(fs::read_to_string(ipam.join("last_reserved")).unwrap(), "10.42.0.5");
+    assert_eq!(
+        fs::read_to_string(ipam.join("last_reserved")).unwrap(),
+        "10.42.0.5"
+    );
     assert!(!ipam.join("10.42.0.2").exists());
 }
 
@@ -377,10 +464,19 @@ fn ipam_respects_files_it_did_not_write_and_drops_crash_leftovers() {
     fs::write(ipam.join("10.42.0.2"), "other-agent-pod").unwrap();
     fs::write(ipam.join("10.42.0.3"), "").unwrap(); // crash between O_EXCL create and write
     let restarted = s.restart();
-    assert!(!ipam.join("10.42.0.3").exists(), "empty leftover removed at start");
+    assert!(
+        !ipam.join("10.42.0.3").exists(),
+        "empty leftover removed at start"
+    );
     let ns = restarted.create_namespaces("mine", "m").unwrap();
-    assert_eq!(restarted.attach("mine", &ns.net).unwrap().ip, ip("10.42.0.3"));
-    assert_eq!(fs::read_to_string(ipam.join("10.42.0.2")).unwrap(), "other-agent-pod");
+    assert_eq!(
+        restarted.attach("mine", &ns.net).unwrap().ip,
+        ip("10.42.0.3")
+    );
+    assert_eq!(
+        fs::read_to_string(ipam.join("10.42.0.2")).unwrap(),
+        "other-agent-pod"
+    );
 }
 
 #[test]
@@ -416,15 +512,24 @@ fn teardown_removes_everything_of_one_pod_only() {
     assert!(!ns_a.net.exists() && !ns_a.ipc.exists() && !ns_a.uts.exists());
     assert!(!s.config.netns_dir.join("a").exists());
     assert!(ns_b.net.exists());
-    assert!(!s.config.state_dir.join("ipam").join(a.ip.to_string()).exists());
+    assert!(
+        !s.config
+            .state_dir
+            .join("ipam")
+            .join(a.ip.to_string())
+            .exists()
+    );
     assert!(!s.config.state_dir.join("attached/a").exists());
     assert_eq!(s.net.known_pods().unwrap(), vec!["b".to_string()]);
 
     let before = s.calls();
     s.net.teardown("a").unwrap();
     s.net.teardown("never-existed").unwrap();
-    let mutating: Vec<_> =
-        s.calls_since(before).into_iter().filter(|c| c.starts_with("delete_link")).collect();
+    let mutating: Vec<_> = s
+        .calls_since(before)
+        .into_iter()
+        .filter(|c| c.starts_with("delete_link"))
+        .collect();
     assert!(mutating.is_empty(), "{mutating:?}");
 }
 
@@ -434,7 +539,9 @@ fn teardown_of_a_half_attached_pod_removes_the_temporary_peer() {
     s.net.ensure_host().unwrap();
     let ns = s.net.create_namespaces("a", "a").unwrap();
     // Veth created, then the agent died before moving the peer.
-    s.kernel.create_veth(&host_veth_name("a"), &peer_temp_name("a"), 1500).unwrap();
+    s.kernel
+        .create_veth(&host_veth_name("a"), &peer_temp_name("a"), 1500)
+        .unwrap();
     s.net.teardown("a").unwrap();
     let state = s.kernel.state();
     assert!(!state.links.contains_key(&host_veth_name("a")));
@@ -453,7 +560,11 @@ fn known_pods_lists_namespaces_and_addresses() {
     fs::write(ipam.join("10.42.0.200"), "only-ip").unwrap();
     assert_eq!(
         s.net.known_pods().unwrap(),
-        vec!["full".to_string(), "only-ip".to_string(), "only-ns".to_string()]
+        vec![
+            "full".to_string(),
+            "only-ip".to_string(),
+            "only-ns".to_string()
+        ]
     );
 }
 
@@ -461,9 +572,12 @@ fn known_pods_lists_namespaces_and_addresses() {
 fn reset_removes_all_we_created_and_nothing_else() {
     let s = setup();
     s.net.ensure_host().unwrap();
-    s.kernel.add_foreign_link("eth0", LinkKind::Other("".into()));
+    s.kernel
+        .add_foreign_link("eth0", LinkKind::Other("".into()));
     s.kernel.add_foreign_link("timonel9", LinkKind::Bridge); // another agent's bridge
-    s.kernel.add_blackhole_route("192.168.0.0/16".parse().unwrap()).unwrap();
+    s.kernel
+        .add_blackhole_route("192.168.0.0/16".parse().unwrap())
+        .unwrap();
     let (ns_a, _) = s.pod("a");
     s.pod("b");
     s.net.create_namespaces("c", "c").unwrap();

@@ -60,7 +60,12 @@ fn fixture() -> Fixture {
         mtu: 1500,
     };
     let net = PodNetwork::linux(config.clone()).expect("PodNetwork::linux");
-    Fixture { net, config, _dir: dir, _serial: serial }
+    Fixture {
+        net,
+        config,
+        _dir: dir,
+        _serial: serial,
+    }
 }
 
 /// Accepts one connection inside `netns` on `ip:port`, reads a line and answers "pong <line>".
@@ -73,13 +78,17 @@ fn serve_once(netns: &Path, ip: Ipv4Addr, port: u16) -> std::thread::JoinHandle<
         let mut buf = [0u8; 64];
         let n = stream.read(&mut buf).expect("read");
         let got = String::from_utf8_lossy(&buf[..n]).to_string();
-        stream.write_all(format!("pong {got}").as_bytes()).expect("write");
+        stream
+            .write_all(format!("pong {got}").as_bytes())
+            .expect("write");
         format!("{peer} {got}")
     })
 }
 
 fn ping(mut stream: TcpStream, word: &str) -> String {
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream.write_all(word.as_bytes()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
@@ -108,7 +117,10 @@ fn two_pods_talk_over_the_bridge() {
     let answer = ping(connect(SocketAddr::from((a.ip, 8080))), "from-host");
     assert_eq!(answer, "pong from-host");
     let seen = server.join().unwrap();
-    assert!(seen.starts_with(&f.net.gateway().to_string()), "host came from the gateway: {seen}");
+    assert!(
+        seen.starts_with(&f.net.gateway().to_string()),
+        "host came from the gateway: {seen}"
+    );
 
     // Pod B -> pod A.
     let server = serve_once(&ns_a.net, a.ip, 8081);
@@ -116,7 +128,10 @@ fn two_pods_talk_over_the_bridge() {
     let stream = run_in_netns(&ns_b.net, move || connect(target)).unwrap();
     assert_eq!(ping(stream, "from-b"), "pong from-b");
     let seen = server.join().unwrap();
-    assert!(seen.starts_with(&b.ip.to_string()), "B's own address: {seen}");
+    assert!(
+        seen.starts_with(&b.ip.to_string()),
+        "B's own address: {seen}"
+    );
 }
 
 #[test]
@@ -139,28 +154,39 @@ fn host_setup_is_idempotent_and_blackhole_is_installed() {
     f.net.ensure_host().unwrap();
     f.net.ensure_host().unwrap();
     let kernel = LinuxKernel::new();
-    assert_eq!(kernel.link_kind(&f.config.bridge).unwrap(), Some(LinkKind::Bridge));
+    assert_eq!(
+        kernel.link_kind(&f.config.bridge).unwrap(),
+        Some(LinkKind::Bridge)
+    );
     let gateway = Ipv4Net::new(f.net.gateway(), 24).unwrap();
-    assert_eq!(kernel.link_addresses(&f.config.bridge).unwrap(), vec![gateway]);
+    assert_eq!(
+        kernel.link_addresses(&f.config.bridge).unwrap(),
+        vec![gateway]
+    );
     let blackhole: Ipv4Net = BLACKHOLE.parse().unwrap();
     assert!(kernel.blackhole_routes().unwrap().contains(&blackhole));
-    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim(), "1");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+            .unwrap()
+            .trim(),
+        "1"
+    );
 }
 
 #[test]
 fn hostname_is_set_in_the_uts_namespace() {
     let f = fixture();
     let ns = f.net.create_namespaces("pod-h", "hosty").unwrap();
-    let inside = run_in_namespace(&ns.uts, NsKind::Uts, || nix::unistd::gethostname().unwrap())
-        .unwrap();
+    let inside =
+        run_in_namespace(&ns.uts, NsKind::Uts, || nix::unistd::gethostname().unwrap()).unwrap();
     assert_eq!(inside.to_str(), Some("hosty"));
     let outside = nix::unistd::gethostname().unwrap();
     assert_ne!(outside.to_str(), Some("hosty"));
     // Asking again returns the same files and does not recreate (hostname would be reset).
     let again = f.net.create_namespaces("pod-h", "other").unwrap();
     assert_eq!(again, ns);
-    let inside = run_in_namespace(&ns.uts, NsKind::Uts, || nix::unistd::gethostname().unwrap())
-        .unwrap();
+    let inside =
+        run_in_namespace(&ns.uts, NsKind::Uts, || nix::unistd::gethostname().unwrap()).unwrap();
     assert_eq!(inside.to_str(), Some("hosty"));
 }
 
@@ -178,12 +204,19 @@ fn restart_keeps_addresses_and_touches_nothing() {
     assert_eq!(restarted.create_namespaces("pod-r", "restart").unwrap(), ns);
     let second = restarted.attach("pod-r", &ns.net).unwrap();
     assert_eq!(second, first);
-    assert_eq!(link_index(&first.host_veth), index_before, "veth was not recreated");
+    assert_eq!(
+        link_index(&first.host_veth),
+        index_before,
+        "veth was not recreated"
+    );
     assert_eq!(restarted.known_pods().unwrap(), vec!["pod-r".to_string()]);
 
     // Still works.
     let server = serve_once(&ns.net, first.ip, 7070);
-    assert_eq!(ping(connect(SocketAddr::from((first.ip, 7070))), "again"), "pong again");
+    assert_eq!(
+        ping(connect(SocketAddr::from((first.ip, 7070))), "again"),
+        "pong again"
+    );
     server.join().unwrap();
 }
 
@@ -213,7 +246,10 @@ fn teardown_and_reset_leave_nothing() {
     let a = f.net.attach("pod-x", &ns_a.net).unwrap();
     let b = f.net.attach("pod-y", &ns_b.net).unwrap();
     assert!(links_named(&a.host_veth).len() == 1 && links_named(&b.host_veth).len() == 1);
-    assert_eq!(f.net.known_pods().unwrap(), vec!["pod-x".to_string(), "pod-y".to_string()]);
+    assert_eq!(
+        f.net.known_pods().unwrap(),
+        vec!["pod-x".to_string(), "pod-y".to_string()]
+    );
 
     f.net.teardown("pod-x").unwrap();
     f.net.teardown("pod-x").unwrap();
@@ -232,6 +268,11 @@ fn teardown_and_reset_leave_nothing() {
     assert!(!f.config.state_dir.exists());
     assert!(!f.config.netns_dir.exists());
     let blackhole: Ipv4Net = BLACKHOLE.parse().unwrap();
-    assert!(!LinuxKernel::new().blackhole_routes().unwrap().contains(&blackhole));
+    assert!(
+        !LinuxKernel::new()
+            .blackhole_routes()
+            .unwrap()
+            .contains(&blackhole)
+    );
     assert!(f.net.known_pods().unwrap().is_empty());
 }
