@@ -470,6 +470,41 @@ impl<K: NetKernel> PodNetwork<K> {
         self.kernel.configure_pod_interface(netns, &interface)
     }
 
+    /// The address of `pod_id` if it is completely attached, without changing anything (for
+    /// reporting `status.podIP` after a restart before deciding to re-run the pod).
+    pub fn pod_address(&self, pod_id: &str) -> Result<Option<PodAddress>, NetError> {
+        validate_pod_id(pod_id)?;
+        let _guard = self.guard();
+        let Some(ip) = self.ipam.lookup(pod_id)? else {
+            return Ok(None);
+        };
+        let marker = self.attached_marker(pod_id);
+        let recorded: Option<Ipv4Addr> = fs::read_to_string(&marker)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let address = self.address(ip, pod_id);
+        if recorded == Some(ip)
+            && self.kernel.link_kind(&address.host_veth)? == Some(LinkKind::Veth)
+        {
+            Ok(Some(address))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The namespace files of `pod_id` if all three are live, without changing anything.
+    pub fn pod_namespaces(&self, pod_id: &str) -> Result<Option<PodNamespaces>, NetError> {
+        validate_pod_id(pod_id)?;
+        let _guard = self.guard();
+        let namespaces = PodNamespaces::in_dir(&self.pod_dir(pod_id));
+        for kind in NsKind::ALL {
+            if !self.kernel.is_namespace_file(namespaces.get(kind))? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(namespaces))
+    }
+
     /// Removes the veth, releases the IP, unmounts and deletes the namespace files. Idempotent:
     /// whatever is already gone is skipped.
     pub fn teardown(&self, pod_id: &str) -> Result<(), NetError> {

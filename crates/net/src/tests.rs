@@ -626,3 +626,21 @@ fn pod_network_is_shareable_across_threads() {
     unique.dedup();
     assert_eq!(unique.len(), 8, "{ips:?}");
 }
+
+#[test]
+fn lookups_report_without_touching() {
+    let s = setup();
+    s.net.ensure_host().unwrap();
+    assert_eq!(s.net.pod_address("a").unwrap(), None);
+    assert_eq!(s.net.pod_namespaces("a").unwrap(), None);
+    let (ns, a) = s.pod("a");
+    let before = s.calls();
+    assert_eq!(s.restart().pod_address("a").unwrap(), Some(a.clone()));
+    assert_eq!(s.net.pod_namespaces("a").unwrap(), Some(ns.clone()));
+    assert!(s.calls_since(before).is_empty());
+    // A vanished veth means "not attached" (attach will redo it).
+    s.kernel.delete_link(&a.host_veth).unwrap();
+    assert_eq!(s.net.pod_address("a").unwrap(), None);
+    s.kernel.remove_namespace_file(&ns.ipc).unwrap();
+    assert_eq!(s.net.pod_namespaces("a").unwrap(), None);
+}

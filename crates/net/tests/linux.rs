@@ -112,6 +112,22 @@ fn two_pods_talk_over_the_bridge() {
     assert!(f.config.pod_cidr.contains(&a.ip) && f.config.pod_cidr.contains(&b.ip));
     assert_eq!(a.gateway, f.net.gateway());
 
+    // Inside A: eth0 with a default route via the gateway (/proc/thread-self/net is the
+    // namespace of the reading thread).
+    let routes = run_in_netns(&ns_a.net, || {
+        std::fs::read_to_string("/proc/thread-self/net/route").unwrap()
+    })
+    .unwrap();
+    let gateway_hex = format!("{:08X}", u32::from_le_bytes(a.gateway.octets()));
+    assert!(
+        routes.lines().any(|l| {
+            let cols: Vec<_> = l.split_whitespace().collect();
+            cols.len() > 2 && cols[0] == "eth0" && cols[1] == "00000000" && cols[2] == gateway_hex
+        }),
+        "default route via {} on eth0 in:\n{routes}",
+        a.gateway
+    );
+
     // Host -> pod A.
     let server = serve_once(&ns_a.net, a.ip, 8080);
     let answer = ping(connect(SocketAddr::from((a.ip, 8080))), "from-host");
@@ -210,6 +226,8 @@ fn restart_keeps_addresses_and_touches_nothing() {
         "veth was not recreated"
     );
     assert_eq!(restarted.known_pods().unwrap(), vec!["pod-r".to_string()]);
+    assert_eq!(restarted.pod_address("pod-r").unwrap(), Some(first.clone()));
+    assert_eq!(restarted.pod_namespaces("pod-r").unwrap(), Some(ns.clone()));
 
     // Still works.
     let server = serve_once(&ns.net, first.ip, 7070);
