@@ -429,6 +429,11 @@ impl<K: NetKernel> PodNetwork<K> {
             return Ok(address);
         }
         // Not (completely) attached: start from a clean slate, deleting only our own names.
+        if let Some(other) = self.other_owner_of_veth(pod_id)? {
+            return Err(NetError::Conflict(format!(
+                "pods {pod_id} and {other} hash to the same veth name {host}"
+            )));
+        }
         remove_file_if_present(&marker)?;
         if host_kind.is_some() {
             self.kernel.delete_link(host)?;
@@ -513,8 +518,35 @@ impl<K: NetKernel> PodNetwork<K> {
         self.teardown_locked(pod_id)
     }
 
+    /// Another attached pod whose veth name equals `pod_id`'s (a 32-bit hash collision: rare,
+    /// but deleting a stranger's veth would cut that pod off).
+    fn other_owner_of_veth(&self, pod_id: &str) -> Result<Option<String>, NetError> {
+        let name = host_veth_name(pod_id);
+        let dir = self.config.state_dir.join("attached");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(format!("reading {}", dir.display()))(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err(format!("reading {}", dir.display())))?;
+            if let Some(other) = entry.file_name().to_str()
+                && other != pod_id
+                && !other.starts_with('.')
+                && host_veth_name(other) == name
+            {
+                return Ok(Some(other.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
     fn teardown_locked(&self, pod_id: &str) -> Result<(), NetError> {
-        for name in [host_veth_name(pod_id), peer_temp_name(pod_id)] {
+        let mut names = vec![peer_temp_name(pod_id)];
+        if self.other_owner_of_veth(pod_id)?.is_none() {
+            names.push(host_veth_name(pod_id));
+        }
+        for name in names {
             if self.kernel.link_kind(&name)?.is_some() {
                 self.kernel.delete_link(&name)?;
             }

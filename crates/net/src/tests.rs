@@ -644,3 +644,22 @@ fn lookups_report_without_touching() {
     s.kernel.remove_namespace_file(&ns.ipc).unwrap();
     assert_eq!(s.net.pod_namespaces("a").unwrap(), None);
 }
+
+#[test]
+fn veth_name_collisions_do_not_hurt_the_other_pod() {
+    // Found by search: the first 32 bits of their SHA-256 agree.
+    let (first, second) = ("pod-42025", "pod-87981");
+    assert_eq!(host_veth_name(first), host_veth_name(second));
+    let s = setup();
+    s.net.ensure_host().unwrap();
+    let (_, a) = s.pod(first);
+    let ns = s.net.create_namespaces(second, "b").unwrap();
+    let err = s.net.attach(second, &ns.net).unwrap_err();
+    assert!(matches!(err, NetError::Conflict(_)), "{err}");
+    s.net.teardown(second).unwrap();
+    assert!(
+        s.kernel.state().links.contains_key(&a.host_veth),
+        "first pod keeps its veth"
+    );
+    assert_eq!(s.net.pod_address(first).unwrap(), Some(a));
+}
