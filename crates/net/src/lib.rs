@@ -41,6 +41,36 @@
 //! Kernel access sits behind [`NetKernel`]: [`LinuxKernel`] talks rtnetlink and uses `nix` for
 //! namespaces and needs root (`CAP_NET_ADMIN` + `CAP_SYS_ADMIN`); [`FakeKernel`] is an
 //! in-memory model for tests of the logic.
+//!
+//! # Use from the node agent
+//!
+//! ```no_run
+//! # fn main() -> Result<(), timonel_net::NetError> {
+//! use timonel_net::{NetConfig, PodNetwork};
+//!
+//! let net = PodNetwork::linux(NetConfig {
+//!     bridge: "timonel0".into(),
+//!     pod_cidr: "10.42.0.0/24".parse().unwrap(),
+//!     blackhole_cidrs: vec!["10.42.0.0/16".parse().unwrap(), "10.43.0.0/16".parse().unwrap()],
+//!     state_dir: "/var/lib/timonel/net".into(),
+//!     netns_dir: "/run/timonel/netns".into(),
+//!     mtu: 1500,
+//! })?;
+//! net.ensure_host()?; // at every start
+//! let running: Vec<String> = vec![]; // pod UIDs the agent still wants
+//! for stale in net.known_pods()?.into_iter().filter(|p| !running.contains(p)) {
+//!     net.teardown(&stale)?;
+//! }
+//! // Per pod, before starting its containers (which join the namespace files):
+//! let ns = net.create_namespaces("3f0c1a9e-pod-uid", "my-pod")?;
+//! let address = net.attach("3f0c1a9e-pod-uid", &ns.net)?; // address.ip is status.podIP
+//! // When the pod is gone:
+//! net.teardown("3f0c1a9e-pod-uid")?;
+//! # let _ = address;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
 
 mod fake;
 mod ipam;
