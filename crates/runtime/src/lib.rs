@@ -1,4 +1,7 @@
-//! Timonel's container runtime. For now: the node's image store ([`image`]), which the node
-//! agent uses to import, unpack, list and garbage-collect OCI images without a daemon.
+//! Timonel's container runtime: the node's image store ([`image`]), container log files in
+//! the CRI format ([`log`]) and the native runtime ([`native`]) that runs OCI containers with
+//! youki's libcontainer through a per-container shim process.
 
 pub mod image;
+pub mod log;
+pub mod native;
