@@ -263,7 +263,7 @@ fn pulls_directly_by_tag_then_by_digest_then_finds_it_present() {
         .unwrap();
     assert!(!first.already_present);
     assert!(first.bytes_downloaded > 0);
-    assert_eq!(first.record.repo_tags, [reference.clone()]);
+    assert_eq!(first.record.repo_tags, std::slice::from_ref(&reference));
 
     // Again: the tag is resolved, nothing is downloaded.
     let (events, progress) = recorder();
@@ -300,8 +300,111 @@ fn pulls_directly_by_tag_then_by_digest_then_finds_it_present() {
         .unwrap();
     assert!(!pulled.already_present);
     assert!(pulled.record.repo_tags.is_empty());
-    assert_eq!(pulled.record.repo_digests, [by_digest.clone()]);
+    assert_eq!(pulled.record.repo_digests, std::slice::from_ref(&by_digest));
     assert_eq!(fresh.get(&by_digest).unwrap().id, first.record.id);
+}
+
+/// A bare HTTP/1.1 exchange with the registry (no client library in the test): returns the
+/// status code and the body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    assert!(!chunked, "unexpected chunked response: {head}");
+    (status, response[split + 4..].to_vec())
+}
+
+#[test]
+fn multi_arch_index_resolves_to_this_platform() {
+    common::require_root();
+    let registry = shared_registry();
+    let port = registry.port;
+    // The single-platform manifest skopeo pushed, wrapped in an index whose first entry is
+    // another architecture.
+    let (status, manifest) = http(
+        port,
+        "GET",
+        "/v2/library/busybox/manifests/1.36",
+        &[("Accept", "application/vnd.oci.image.manifest.v1+json")],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&manifest));
+    let manifest_digest = timonel_runtime::image::Digest::of_bytes(&manifest);
+    let arch = timonel_runtime::image::spec::host_architecture();
+    let other = if arch == "s390x" { "amd64" } else { "s390x" };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest.to_string(),
+             "size": manifest.len(), "platform": {"architecture": other, "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest.to_string(),
+             "size": manifest.len(), "platform": {"architecture": arch, "os": "linux"}}
+        ]
+    });
+    let index_bytes = serde_json::to_vec(&index).unwrap();
+    let index_digest = timonel_runtime::image::Digest::of_bytes(&index_bytes);
+    let (status, body) = http(
+        port,
+        "PUT",
+        "/v2/library/busybox/manifests/multi",
+        &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+        &index_bytes,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+
+    let data = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(data.path()).unwrap();
+    let registries = plain_http(registry);
+    let rt = runtime();
+    let reference = format!("{}/library/busybox:multi", registry.host());
+    let (events, progress) = recorder();
+    let outcome = rt
+        .block_on(pull(&store, &reference, &registries, &[], &progress))
+        .unwrap();
+    assert_eq!(outcome.record.manifest_digest, manifest_digest);
+    let repo_digest = format!("{}/library/busybox@{index_digest}", registry.host());
+    assert_eq!(
+        outcome.record.repo_digests,
+        std::slice::from_ref(&repo_digest)
+    );
+    assert!(matches!(&events.lock().unwrap()[0],
+        PullProgress::Resolved { digest, manifest_digest: m, .. } if *digest == index_digest && *m == manifest_digest));
+    // The index digest finds the image again, without a registry.
+    let again = rt
+        .block_on(pull(
+            &store,
+            &repo_digest,
+            &RegistriesConfig::default(),
+            &[],
+            &|_| {},
+        ))
+        .unwrap();
+    assert!(again.already_present);
+    assert_eq!(again.record.id, outcome.record.id);
 }
 
 #[test]
@@ -421,6 +524,11 @@ fn basic_auth_with_pull_secrets_and_registries_yaml() {
         panic!("{err:?}");
     };
     assert_eq!(*kind, PullErrorKind::Unauthorized, "{message}");
+    assert!(
+        message
+            .contains("pull access denied, repository does not exist or may require authorization"),
+        "{message}"
+    );
     assert!(message.starts_with(&format!("failed to pull image \"{reference}\"")));
 
     // A wrong secret is not rescued by anything else.

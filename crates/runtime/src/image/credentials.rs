@@ -158,7 +158,7 @@ pub fn matching_credentials<'a>(
             matches.then_some((key.host.len() + key.path.len(), credential))
         })
         .collect();
-    hits.sort_by(|a, b| b.0.cmp(&a.0));
+    hits.sort_by_key(|hit| std::cmp::Reverse(hit.0));
     hits.into_iter().map(|(_, c)| c).collect()
 }
 
