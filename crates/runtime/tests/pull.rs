@@ -581,3 +581,64 @@ fn basic_auth_with_pull_secrets_and_registries_yaml() {
     assert!(!outcome.already_present);
     assert_eq!(outcome.record.repo_tags, [reference]);
 }
+
+#[test]
+fn falls_back_past_an_unreachable_mirror() {
+    common::require_root();
+    let registry = shared_registry();
+    let data = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(data.path()).unwrap();
+    let dead = free_port();
+    // A dead mirror first, then a live one; docker.io itself (last) is never reached.
+    let registries = RegistriesConfig::parse(
+        &format!(
+            "mirrors:\n  docker.io:\n    endpoint: [\"http://127.0.0.1:{dead}\", \"http://{}\"]\n",
+            registry.host()
+        ),
+        "test",
+    )
+    .unwrap();
+    let (events, progress) = recorder();
+    let rt = runtime();
+    let outcome = rt
+        .block_on(pull(
+            &store,
+            "docker.io/library/busybox:1.36",
+            &registries,
+            &[],
+            &progress,
+        ))
+        .unwrap();
+    assert_eq!(outcome.record.repo_tags, ["docker.io/library/busybox:1.36"]);
+    assert!(
+        matches!(&events.lock().unwrap()[0], PullProgress::Resolved { endpoint, .. }
+            if *endpoint == format!("http://{}", registry.host()))
+    );
+
+    // The live mirror's "not found" is what is reported, not the dead one's refusal (nor
+    // whatever registry-1.docker.io answers, or not, from this machine).
+    let err = rt
+        .block_on(pull(
+            &store,
+            "busybox:does-not-exist",
+            &registries,
+            &[],
+            &|_| {},
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ImageError::Pull {
+                kind: PullErrorKind::NotFound,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .ends_with("docker.io/library/busybox:does-not-exist: not found"),
+        "{err}"
+    );
+}
