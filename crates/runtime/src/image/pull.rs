@@ -427,10 +427,12 @@ impl Puller<'_> {
             .chain(manifest.layers.iter())
             .collect();
         let total_bytes = blobs.iter().map(|b| b.size).sum();
+        // A layer listed twice (it happens) is downloaded once.
+        let mut seen = std::collections::HashSet::new();
         let missing: Vec<&Descriptor> = blobs
             .iter()
             .copied()
-            .filter(|b| !self.store.has_blob(&b.digest))
+            .filter(|b| !self.store.has_blob(&b.digest) && seen.insert(&b.digest))
             .collect();
         (self.progress)(PullProgress::Resolved {
             digest: resolved.top_digest.clone(),
