@@ -36,7 +36,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A `docker-registry` process on 127.0.0.1, killed (by its own pid) on drop.
+/// A `docker-registry` process on 127.0.0.1, stopped on drop or when the test binary exits.
 struct Registry {
     child: Child,
     port: u16,
@@ -45,7 +45,7 @@ struct Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
 }
@@ -75,9 +75,14 @@ impl Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
+        // Through a shell that stops the registry when its stdin closes: the shared
+        // registry lives in a static, never dropped, and must not outlive the test binary.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"docker-registry serve "$1" & pid=$!; read -r _; kill "$pid"; wait "$pid""#)
+            .arg("sh")
             .arg(&config_path)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
