@@ -148,7 +148,31 @@ impl ImageStore {
         let media_type = serde_json::from_slice::<Sniff>(&bytes)
             .map(|s| s.media_type)
             .unwrap_or_default();
-        self.register_locked(&lock, manifest_digest, &media_type, names)
+        self.register_locked(&lock, manifest_digest, &media_type, names, None)
+    }
+
+    /// Like [`ImageStore::register_image`] for an image pulled from a registry: the repo
+    /// digests record `repo_digest`, the digest the registry resolved the reference to (a
+    /// multi-arch index's, when the reference named one), as containerd records it, so that
+    /// `name@<that digest>` finds the image again.
+    pub fn register_pulled(
+        &self,
+        manifest_digest: &Digest,
+        names: &[Reference],
+        repo_digest: &Digest,
+    ) -> Result<ImageRecord> {
+        let lock = self.lock()?;
+        let bytes = self.read_blob(manifest_digest)?;
+        let media_type = serde_json::from_slice::<Sniff>(&bytes)
+            .map(|s| s.media_type)
+            .unwrap_or_default();
+        self.register_locked(
+            &lock,
+            manifest_digest,
+            &media_type,
+            names,
+            Some(repo_digest),
+        )
     }
 
     /// Stores the archive's files as blobs, recording into `staged` as it goes (so that a
@@ -234,7 +258,7 @@ impl ImageStore {
                 let names =
                     names_from_annotations(&descriptor.annotations, options.base_name.as_deref())?;
                 let (manifest, media_type) = self.resolve_manifest(descriptor, 0)?;
-                images.push(self.register_locked(lock, &manifest, &media_type, &names)?);
+                images.push(self.register_locked(lock, &manifest, &media_type, &names, None)?);
             }
             if images.is_empty() {
                 return Err(ImageError::Format("index.json lists no image".to_string()));
@@ -291,6 +315,7 @@ impl ImageStore {
                     &manifest_digest,
                     spec::MEDIA_DOCKER_MANIFEST,
                     &names,
+                    None,
                 ) {
                     Ok(image) => images.push(image),
                     Err(err) => {
@@ -358,25 +383,13 @@ impl ImageStore {
             return Ok((descriptor.digest.clone(), media_type));
         }
         let index: Index = parse_json(&bytes, descriptor.digest.as_str())?;
-        let arch = spec::host_architecture();
-        let chosen = index
-            .manifests
-            .iter()
-            .find(|m| {
-                m.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
-            })
-            .or_else(|| match index.manifests.as_slice() {
-                [only] if only.platform.is_none() => Some(only),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                ImageError::Format(format!(
-                    "image index {} has no manifest for linux/{arch}",
-                    descriptor.digest
-                ))
-            })?;
+        let chosen = spec::select_platform(&index).ok_or_else(|| {
+            ImageError::Format(format!(
+                "image index {} has no manifest for linux/{}",
+                descriptor.digest,
+                spec::host_architecture()
+            ))
+        })?;
         self.resolve_manifest(chosen, depth + 1)
     }
 
@@ -388,6 +401,7 @@ impl ImageStore {
         manifest_digest: &Digest,
         media_type: &str,
         names: &[Reference],
+        repo_digest: Option<&Digest>,
     ) -> Result<ImageRecord> {
         let bytes = self.read_blob(manifest_digest)?;
         let manifest: Manifest = parse_json(&bytes, manifest_digest.as_str())?;
@@ -459,7 +473,7 @@ impl ImageStore {
             .collect();
         let mut repo_digests: Vec<String> = names
             .iter()
-            .map(|n| format!("{}@{}", n.name(), manifest_digest))
+            .map(|n| format!("{}@{}", n.name(), repo_digest.unwrap_or(manifest_digest)))
             .collect();
         repo_digests.dedup();
 

@@ -42,12 +42,37 @@ pub enum ImageError {
     },
     #[error("invalid image archive: {0}")]
     Format(String),
+    /// A configuration file (`registries.yaml`, a docker config) that cannot be used.
+    #[error("{file}: {reason}")]
+    Config { file: String, reason: String },
+    /// A registry pull failed. `message` reads like kubelet's (`failed to pull image "X":
+    /// …`), fit for a container's `waiting.message` under reason `ErrImagePull`.
+    #[error("{message}")]
+    Pull {
+        reference: String,
+        kind: PullErrorKind,
+        message: String,
+    },
     #[error("{context}: {source}")]
     Json {
         context: String,
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Why a pull failed, for callers that react differently (kubelet backs off the same way for
+/// all, but a missing image is worth saying so, and unauthorized hints at imagePullSecrets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PullErrorKind {
+    /// The registry has no such repository, tag or digest (`manifest unknown`).
+    NotFound,
+    /// The registry refused the credentials (or wants some).
+    Unauthorized,
+    /// No endpoint could be reached (connection refused, DNS, TLS, timeouts).
+    Network,
+    /// Anything else: a malformed manifest, no manifest for this platform, a digest mismatch.
+    Other,
 }
 
 pub type Result<T, E = ImageError> = std::result::Result<T, E>;

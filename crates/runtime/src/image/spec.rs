@@ -165,6 +165,25 @@ pub fn host_architecture() -> &'static str {
     }
 }
 
+/// The entry of an index for this machine (linux on [`host_architecture`]), or the only
+/// entry when it declares no platform. Variants are not compared: images rarely publish two
+/// variants of the architectures Timonel runs on.
+pub fn select_platform(index: &Index) -> Option<&Descriptor> {
+    let arch = host_architecture();
+    index
+        .manifests
+        .iter()
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+        })
+        .or_else(|| match index.manifests.as_slice() {
+            [only] if only.platform.is_none() => Some(only),
+            _ => None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
