@@ -191,7 +191,7 @@ pub async fn environment(
         .filter_map(|e| e.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut set = |vars: &mut Vec<(String, String)>, key: String, value: String| {
+    let set = |vars: &mut Vec<(String, String)>, key: String, value: String| {
         if let Some(slot) = vars.iter_mut().find(|(k, _)| *k == key) {
             slot.1 = value;
         } else {

@@ -165,7 +165,7 @@ fn conditions(now: &str, previous: Option<&Node>) -> Value {
                 .and_then(|c| c.iter().find(|c| c.type_ == *kind))
                 .filter(|c| c.status == *status)
                 .and_then(|c| c.last_transition_time.as_ref())
-                .map(|t| t.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .map(|t| t.0.to_string())
                 .unwrap_or_else(|| now.to_string());
             json!({
                 "type": kind,

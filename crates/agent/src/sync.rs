@@ -162,7 +162,7 @@ fn restart_gate(
         meta.namespace.unwrap_or_default(),
         meta.uid.unwrap_or_default()
     );
-    let left = (ends - ctx.now).num_milliseconds().max(0).div_ceil(1000);
+    let left = ((ends - ctx.now).num_milliseconds().max(0) + 999) / 1000;
     Err((
         Waiting {
             reason: "CrashLoopBackOff".into(),
@@ -189,7 +189,7 @@ pub fn plan(pod: &Pod, ctx: &mut Context<'_>) -> Plan {
         return plan;
     };
     let policy = restart_policy(pod).to_string();
-    let mut wake = |plan: &mut Plan, secs: i64| {
+    let wake = |plan: &mut Plan, secs: i64| {
         plan.wake_in_secs = Some(plan.wake_in_secs.map_or(secs, |w| w.min(secs)));
     };
 

@@ -35,6 +35,24 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Run the node agent: join a cluster and run its pods as containers on this machine.
+    Agent(AgentArgs),
+    /// Remove everything the node agent left on this host: containers, mounts, cgroups,
+    /// namespaces, the bridge and routes (and its data with --remove-data).
+    Reset(ResetArgs),
+    /// Internal: the per-container shim the agent starts (not for direct use).
+    #[command(hide = true)]
+    ContainerShim { dir: PathBuf, id: String },
+    /// Internal: runs a command inside a container with this process's stdio.
+    #[command(hide = true)]
+    ContainerExec {
+        dir: PathBuf,
+        id: String,
+        #[arg(long)]
+        tty: bool,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Manage the node agent's images: import archives, list, remove.
     Image {
         #[command(subcommand)]
@@ -59,10 +77,11 @@ struct ServerArgs {
     /// Empty: SQLite in the data dir. `http://host:2379[,…]`: an etcd cluster.
     #[arg(long, default_value = "")]
     datastore_endpoint: String,
-    /// Do not run the node agent inside the server (the agent is not built yet: accepted for
-    /// forward compatibility).
+    /// Do not run the node agent inside the server.
     #[arg(long)]
     disable_agent: bool,
+    #[command(flatten)]
+    node: NodeFlags,
     /// Do not run the scheduler inside the server.
     #[arg(long)]
     disable_scheduler: bool,
@@ -84,6 +103,70 @@ struct ServerArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
           default_missing_value = "true")]
     leader_elect: bool,
+}
+
+/// The node agent's identity and addresses.
+#[derive(clap::Args, Clone)]
+struct NodeFlags {
+    /// The Node's name (default: this machine's hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// The address the node reports and serves its kubelet API on.
+    #[arg(long, default_value = "127.0.0.1")]
+    node_ip: String,
+    /// HTTPS port of the node's kubelet API (logs, exec, attach, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
+    /// The bridge pods attach to.
+    #[arg(long, default_value = "timonel0")]
+    bridge: String,
+}
+
+impl NodeFlags {
+    fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .to_ascii_lowercase()
+        })
+    }
+
+    fn agent_config(&self, server: &str, token: &str, data_dir: PathBuf) -> timonel_agent::AgentConfig {
+        let mut config = timonel_agent::AgentConfig::new(server, token, &self.node_name(), data_dir);
+        config.node_ip = self.node_ip.clone();
+        config.kubelet_port = self.kubelet_port;
+        config.bridge = self.bridge.clone();
+        config
+    }
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The API server, e.g. https://127.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+    /// The join token: the server's DATA_DIR/server/node-token.
+    #[arg(long, env = "TIMONEL_TOKEN")]
+    token: String,
+    /// Where credentials, images, containers and logs live.
+    #[arg(long, default_value = "/var/lib/timonel/agent")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    node: NodeFlags,
+}
+
+#[derive(clap::Args)]
+struct ResetArgs {
+    /// The agent's data dir (DATA_DIR/agent for an agent inside `timonel server`).
+    #[arg(long, default_value = "/var/lib/timonel/agent")]
+    data_dir: PathBuf,
+    /// The bridge pods attach to.
+    #[arg(long, default_value = "timonel0")]
+    bridge: String,
+    /// Also delete the data dir (images, credentials, logs).
+    #[arg(long)]
+    remove_data: bool,
 }
 
 #[derive(clap::Args)]
@@ -221,6 +304,20 @@ async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
+    // The shim and exec helpers fork (libcontainer): they run before any thread exists.
+    match &cli.command {
+        Command::ContainerShim { dir, id } => {
+            std::process::exit(timonel_runtime::native::shim::shim_main(dir, id))
+        }
+        Command::ContainerExec {
+            dir, id, command, ..
+        } => std::process::exit(timonel_runtime::native::shim::exec_main(
+            dir,
+            id,
+            command.clone(),
+        )),
+        _ => {}
+    }
     // kube's rustls client needs a process-wide crypto provider; ring is the workspace's.
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
@@ -279,6 +376,15 @@ fn main() {
             }
             Command::Bench { what } => bench::run(what).await,
             Command::Image { what } => image_cmd::run(what),
+            Command::Agent(args) => {
+                let config = args.node.agent_config(&args.server, &args.token, args.data_dir);
+                tokio::select! {
+                    r = timonel_agent::run(config) => r,
+                    _ = shutdown_signal() => Ok(()),
+                }
+            }
+            Command::Reset(args) => timonel_agent::reset::reset(&args.data_dir, &args.bridge, args.remove_data),
+            Command::ContainerShim { .. } | Command::ContainerExec { .. } => unreachable!("handled above"),
         }
     });
     if let Err(err) = result {
@@ -310,8 +416,18 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     config.admission.default_unreachable_toleration_seconds =
         args.default_unreachable_toleration_seconds;
     let controller_options = args.controllers.options()?;
-    let _ = args.disable_agent;
+    let data_dir = config.data_dir.clone();
     let server = timonel_apiserver::start(config).await?;
+    if !args.disable_agent {
+        let token = std::fs::read_to_string(data_dir.join("server").join("node-token"))?;
+        let url = format!("https://127.0.0.1:{}", server.address.port());
+        let agent = args.node.agent_config(&url, token.trim(), data_dir.join("agent"));
+        tokio::spawn(async move {
+            if let Err(e) = timonel_agent::run(agent).await {
+                eprintln!("timonel: node agent stopped: {e:#}");
+            }
+        });
+    }
     // The scheduler and controllers are API clients of this server, over loopback HTTPS.
     let needs_client = !args.disable_scheduler || !args.disable_controller_manager;
     if needs_client {

@@ -310,7 +310,6 @@ pub fn runtime_config(spec: &ContainerSpec, rootfs: &std::path::Path) -> Value {
         "env": spec.env,
         "cwd": if spec.working_dir.is_empty() { "/" } else { spec.working_dir.as_str() },
         "capabilities": caps,
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}],
         "noNewPrivileges": spec.no_new_privileges,
         // A negative score needs CAP_SYS_RESOURCE, which some hosts withhold from root:
         // clamp rather than fail the container.
