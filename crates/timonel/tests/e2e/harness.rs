@@ -101,6 +101,7 @@ child=$!
         tries=$((tries + 1))
     done
     kill -KILL "$child" 2>/dev/null
+    if [ -n "$TIMONEL_E2E_AFTER" ]; then sh -c "$TIMONEL_E2E_AFTER" >>"$TIMONEL_E2E_LOG" 2>&1; fi
     if [ -n "$TIMONEL_E2E_CLEANUP" ]; then rm -rf "$TIMONEL_E2E_CLEANUP"; fi
 ) &
 exec 3<&-
@@ -122,6 +123,19 @@ impl Supervised {
         log: &Path,
         cleanup: Option<&Path>,
     ) -> Result<Supervised, String> {
+        Self::spawn_with_after(name, program, args, log, cleanup, "")
+    }
+
+    /// `spawn`, and once the process is gone the shell command `after` runs (e.g. a
+    /// `timonel reset` that removes what a node agent left on the host).
+    fn spawn_with_after(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        cleanup: Option<&Path>,
+        after: &str,
+    ) -> Result<Supervised, String> {
         let mut shell = Command::new("sh")
             .arg("-c")
             .arg(WATCHDOG)
@@ -133,6 +147,7 @@ impl Supervised {
                 "TIMONEL_E2E_CLEANUP",
                 cleanup.map(Path::as_os_str).unwrap_or_default(),
             )
+            .env("TIMONEL_E2E_AFTER", after)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -173,7 +188,7 @@ impl Drop for Supervised {
     }
 }
 
-fn free_loopback_port() -> u16 {
+pub fn free_loopback_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
     listener.local_addr().expect("local address").port()
 }
@@ -348,6 +363,88 @@ impl Cluster {
             }
             thread::sleep(POLL_PAUSE);
         }
+    }
+
+    /// Starts `timonel agent` for node `name` against this cluster, with its data in
+    /// `data_dir`, its kubelet API on `kubelet_port` and pods on bridge `bridge`, and waits
+    /// until the Node is Ready. `extra` are more agent flags.
+    pub fn agent(&self, name: &str, data_dir: &Path, kubelet_port: u16, bridge: &str, extra: &[&str]) -> Process {
+        let token = std::fs::read_to_string(self.dir.join("server").join("server").join("node-token"))
+            .expect("the server wrote its node token");
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--server".into(),
+            format!("https://127.0.0.1:{}", self.port),
+            "--token".into(),
+            token.trim().to_string(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--node-name".into(),
+            name.into(),
+            "--kubelet-port".into(),
+            kubelet_port.to_string(),
+            "--bridge".into(),
+            bridge.into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let inner = Supervised::spawn(
+            &format!("agent-{name}"),
+            Path::new(env!("CARGO_BIN_EXE_timonel")),
+            &args,
+            &self.dir.join(format!("agent-{name}.log")),
+            None,
+        )
+        .unwrap_or_else(|message| panic!("{message}"));
+        let process = Process { inner };
+        let home = self.dir.join("homes").join(format!("agent-{name}"));
+        std::fs::create_dir_all(&home).expect("create HOME");
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let mut cmd = Command::new(&tools().kubectl);
+            cmd.arg("--kubeconfig").arg(&self.kubeconfig).args([
+                "get",
+                "node",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            isolate_home(&mut cmd, &home, &self.kubeconfig);
+            let ready = cmd
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            if ready.trim() == "True" {
+                return process;
+            }
+            if Instant::now() > deadline {
+                self.fail_with_log(format!(
+                    "agent {name}: node not Ready after {READY_DEADLINE:?}\n--- agent log ---\n{}",
+                    tail(&process.log(), 40)
+                ));
+            }
+            thread::sleep(POLL_PAUSE);
+        }
+    }
+
+    /// Runs `timonel reset --data-dir DATA_DIR --bridge BRIDGE --remove-data` once the test
+    /// process is gone (however it ends), so no container, mount or bridge outlives the tests.
+    pub fn reset_agent_at_exit(&self, data_dir: &Path, bridge: &str) -> Process {
+        let after = format!(
+            "'{}' reset --data-dir '{}' --bridge '{}' --remove-data",
+            env!("CARGO_BIN_EXE_timonel"),
+            data_dir.display(),
+            bridge
+        );
+        let inner = Supervised::spawn_with_after(
+            "agent-reset",
+            Path::new("/bin/sleep"),
+            &["1000000".to_string()],
+            &self.dir.join("agent-reset.log"),
+            None,
+            &after,
+        )
+        .unwrap_or_else(|message| panic!("{message}"));
+        Process { inner }
     }
 
     /// Starts another `timonel server` sharing this cluster's etcd (the cluster must use

@@ -1,0 +1,216 @@
+//! The kubelet API's backend: logs from the CRI log files, exec through the runtime's exec
+//! helper (pipes, or a pseudo-terminal for `-t`), port-forward into the pod's network
+//! namespace.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use timonel_runtime::native::ContainerState;
+use timonel_streaming::{BackendError, ContainerRef, ExecProcess, ExecRequest, NodeBackend, TerminalSize};
+use tokio::sync::watch;
+
+use crate::pods::Agent;
+
+pub struct AgentBackend {
+    pub agent: Arc<Agent>,
+}
+
+fn bad_request(message: String) -> BackendError {
+    BackendError::new(400, "BadRequest", message)
+}
+
+impl AgentBackend {
+    fn running_container(&self, target: &ContainerRef) -> Result<timonel_runtime::native::ContainerInfo, BackendError> {
+        match self
+            .agent
+            .find_container(&target.namespace, &target.pod, &target.container, false)
+        {
+            Some(info) if matches!(info.state, ContainerState::Running(_)) => Ok(info),
+            Some(_) => Err(bad_request(format!(
+                "container {} is not running",
+                target.container
+            ))),
+            None => Err(bad_request(format!(
+                "container not found (\"{}\")",
+                target.container
+            ))),
+        }
+    }
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+#[async_trait::async_trait]
+impl NodeBackend for AgentBackend {
+    async fn logs(
+        &self,
+        target: &ContainerRef,
+        previous: bool,
+    ) -> Result<(Vec<PathBuf>, watch::Receiver<bool>), BackendError> {
+        let Some(info) =
+            self.agent
+                .find_container(&target.namespace, &target.pod, &target.container, previous)
+        else {
+            return Err(bad_request(if previous {
+                format!(
+                    "previous terminated container \"{}\" in pod \"{}\" not found",
+                    target.container, target.pod
+                )
+            } else {
+                format!(
+                    "container \"{}\" in pod \"{}\" is waiting to start: ContainerCreating",
+                    target.container, target.pod
+                )
+            }));
+        };
+        let files = timonel_runtime::log::log_files(&info.meta.log_path);
+        let running = matches!(info.state, ContainerState::Running(_));
+        let (tx, rx) = watch::channel(running);
+        if running {
+            let runtime = Arc::clone(&self.agent.runtime);
+            let id = info.id.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                    let still = matches!(
+                        runtime.inspect(&id).map(|i| i.state),
+                        Ok(ContainerState::Running(_))
+                    );
+                    if !still {
+                        let _ = tx.send(false);
+                        return;
+                    }
+                }
+            });
+        }
+        Ok((files, rx))
+    }
+
+    async fn exec(&self, req: ExecRequest) -> Result<ExecProcess, BackendError> {
+        let info = self.running_container(&req.target)?;
+        let cmd = self
+            .agent
+            .runtime
+            .exec_command(&info.id, &req.command, req.tty)
+            .map_err(|e| bad_request(e.to_string()))?;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.kill_on_drop(true);
+        if req.tty {
+            let pty = rustix_openpty().map_err(|e| BackendError::new(500, "InternalError", format!("allocating a terminal: {e}")))?;
+            let (master, slave) = pty;
+            let slave_in = slave.try_clone().map_err(internal)?;
+            let slave_out = slave.try_clone().map_err(internal)?;
+            cmd.stdin(std::process::Stdio::from(slave_in))
+                .stdout(std::process::Stdio::from(slave_out))
+                .stderr(std::process::Stdio::from(slave));
+            let mut child = cmd.spawn().map_err(internal)?;
+            let writer = tokio::fs::File::from_std(std::fs::File::from(master.try_clone().map_err(internal)?));
+            let reader = tokio::fs::File::from_std(std::fs::File::from(master.try_clone().map_err(internal)?));
+            let (resize_tx, mut resize_rx) = tokio::sync::mpsc::channel::<TerminalSize>(8);
+            tokio::spawn(async move {
+                while let Some(size) = resize_rx.recv().await {
+                    let winsize = rustix::termios::Winsize {
+                        ws_row: size.height,
+                        ws_col: size.width,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    let _ = rustix::termios::tcsetwinsize(master.as_fd(), winsize);
+                }
+            });
+            let exit = Box::pin(async move { child.wait().await.map(exit_code) });
+            return Ok(ExecProcess {
+                stdin: req.stdin.then(|| Box::new(writer) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+                stdout: Some(Box::new(PtyReader(reader))),
+                stderr: None,
+                resize: Some(resize_tx),
+                exit,
+            });
+        }
+        cmd.stdin(if req.stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().map_err(internal)?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let exit = Box::pin(async move { child.wait().await.map(exit_code) });
+        Ok(ExecProcess {
+            stdin: stdin.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+            stdout: if req.stdout { stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
+            stderr: if req.stderr { stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
+            resize: None,
+            exit,
+        })
+    }
+
+    async fn attach(&self, req: ExecRequest) -> Result<ExecProcess, BackendError> {
+        let _ = self.running_container(&req.target)?;
+        Err(bad_request(
+            "attach is not supported by this node yet: use kubectl logs -f or kubectl exec".into(),
+        ))
+    }
+
+    async fn port_forward(&self, namespace: &str, pod: &str, port: u16) -> Result<tokio::net::TcpStream, BackendError> {
+        let stream = match self.agent.pod_netns(namespace, pod) {
+            Some(netns) => tokio::task::spawn_blocking(move || timonel_net::connect_in_netns(&netns, port))
+                .await
+                .map_err(internal)?,
+            // Host-network pods listen in the host's namespace.
+            None => std::net::TcpStream::connect(("127.0.0.1", port)),
+        }
+        .map_err(|e| {
+            BackendError::new(
+                500,
+                "InternalError",
+                format!("error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} inside namespace: {e}"),
+            )
+        })?;
+        stream.set_nonblocking(true).map_err(internal)?;
+        tokio::net::TcpStream::from_std(stream).map_err(internal)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> BackendError {
+    BackendError::new(500, "InternalError", e.to_string())
+}
+
+fn rustix_openpty() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname(&master, Vec::new())?;
+    let slave = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok((master, slave))
+}
+
+/// A pty master reports EIO once the last writer (the exec'd process) is gone: that is EOF.
+struct PtyReader(tokio::fs::File);
+
+impl tokio::io::AsyncRead for PtyReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.raw_os_error() == Some(5) => std::task::Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
