@@ -143,9 +143,21 @@ pub async fn route(mut req: Request<Incoming>, backend: Arc<dyn NodeBackend>) ->
                     "you must specify at least 1 command",
                 ));
             }
+            if websocket_protocol(&req, &[PROTOCOL_V5, PROTOCOL_V4]).is_none()
+                && is_spdy_upgrade(&req, PROTOCOL_V4)
+            {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    if let Ok(upgraded) = on_upgrade.await {
+                        let (inbound, outbound) = raw_bytes(upgraded);
+                        spdy_remote_command(inbound, outbound, backend, attach, request).await;
+                    }
+                });
+                return spdy_switch(PROTOCOL_V4);
+            }
             let Some(protocol) = websocket_protocol(&req, &[PROTOCOL_V5, PROTOCOL_V4]) else {
                 return error(&BackendError::bad_request(
-                    "exec and attach need a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io",
+                    "exec and attach need a WebSocket upgrade with subprotocol v5.channel.k8s.io or v4.channel.k8s.io, or Upgrade: SPDY/3.1 with X-Stream-Protocol-Version: v4.channel.k8s.io",
                 ));
             };
             let v5 = protocol == PROTOCOL_V5;
@@ -179,16 +191,7 @@ pub async fn route(mut req: Request<Incoming>, backend: Arc<dyn NodeBackend>) ->
                         port_forward(inbound, outbound, backend, ns, pod).await;
                     }
                 });
-                let mut resp = Response::new(empty());
-                *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-                let h = resp.headers_mut();
-                h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-                h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-                h.insert(
-                    "X-Stream-Protocol-Version",
-                    HeaderValue::from_static(PROTOCOL_PORT_FORWARD),
-                );
-                return resp;
+                return spdy_switch(PROTOCOL_PORT_FORWARD);
             }
             error(&BackendError::bad_request(
                 "port-forward needs a WebSocket upgrade (SPDY/3.1+portforward.k8s.io) or Upgrade: SPDY/3.1 with X-Stream-Protocol-Version: portforward.k8s.io",
@@ -372,6 +375,20 @@ fn websocket_protocol(req: &Request<Incoming>, wanted: &[&'static str]) -> Optio
 fn is_spdy_upgrade(req: &Request<Incoming>, protocol: &str) -> bool {
     header_values(req, "upgrade").any(|v| v.eq_ignore_ascii_case("SPDY/3.1"))
         && header_values(req, "x-stream-protocol-version").any(|v| v.eq_ignore_ascii_case(protocol))
+}
+
+/// The 101 answer to an `Upgrade: SPDY/3.1` request for `protocol`.
+fn spdy_switch(protocol: &'static str) -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    h.insert(
+        "X-Stream-Protocol-Version",
+        HeaderValue::from_static(protocol),
+    );
+    resp
 }
 
 fn websocket_accept(req: &Request<Incoming>, protocol: &'static str) -> Response<Body> {
@@ -615,27 +632,24 @@ where
     (Box::pin(inbound), tx)
 }
 
-/// One side of a port-forward request: the error and data streams kubectl opens per
-/// connection, identified by their `requestid`.
-#[derive(Default)]
-struct Pair {
-    error: Option<u32>,
-    data: Option<(u32, mpsc::UnboundedReceiver<Bytes>)>,
-    port: Option<String>,
+/// A stream the client opened on a SPDY connection (already answered with SYN_REPLY).
+struct InStream {
+    id: u32,
+    headers: spdy::Headers,
+    /// DATA payloads; closed by the client's FIN or RST_STREAM.
+    data: mpsc::UnboundedReceiver<Bytes>,
 }
 
-/// Serves a SPDY port-forward session: for each stream pair, connects to the pod's port
-/// through the backend and copies bytes both ways; connection errors are reported as text
-/// on the error stream.
-async fn port_forward(
+/// Runs the SPDY side of a connection: decodes frames, answers SYN_STREAM, PING and flow
+/// control, hands each new stream to `streams`, and encodes `frames` in order (header
+/// compression is stateful). Returns when the client goes away.
+async fn spdy_session(
     mut inbound: Inbound,
     outbound: mpsc::Sender<Bytes>,
-    backend: Arc<dyn NodeBackend>,
-    namespace: String,
-    pod: String,
+    frames_tx: mpsc::UnboundedSender<Frame>,
+    mut frames_rx: mpsc::UnboundedReceiver<Frame>,
+    streams_tx: mpsc::UnboundedSender<InStream>,
 ) {
-    let (frames_tx, mut frames_rx) = mpsc::unbounded_channel::<Frame>();
-    // Frames are encoded in order by one task: header compression is stateful.
     let writer = tokio::spawn(async move {
         let mut encoder = spdy::Encoder::new();
         while let Some(frame) = frames_rx.recv().await {
@@ -651,8 +665,6 @@ async fn port_forward(
     let mut decoder = spdy::Decoder::new();
     let mut buf = BytesMut::new();
     let mut streams: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
-    let mut pairs: HashMap<String, Pair> = HashMap::new();
-    let mut tasks = tokio::task::JoinSet::new();
     'conn: while let Some(chunk) = inbound.next().await {
         let Ok(chunk) = chunk else { break };
         buf.extend_from_slice(&chunk);
@@ -661,7 +673,7 @@ async fn port_forward(
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(err) => {
-                    tracing::debug!("port-forward: bad SPDY frame: {err}");
+                    tracing::debug!("bad SPDY frame: {err}");
                     let _ = frames_tx.send(Frame::GoAway {
                         last_stream_id: 0,
                         status: spdy::RST_PROTOCOL_ERROR,
@@ -685,41 +697,11 @@ async fn port_forward(
                     if flags & spdy::FLAG_FIN == 0 {
                         streams.insert(stream_id, tx);
                     }
-                    let request_id = spdy::header(&headers, "requestid")
-                        .unwrap_or("")
-                        .to_string();
-                    let pair = pairs.entry(request_id.clone()).or_default();
-                    if let Some(port) = spdy::header(&headers, "port") {
-                        pair.port = Some(port.to_string());
-                    }
-                    match spdy::header(&headers, "streamtype") {
-                        Some("error") => pair.error = Some(stream_id),
-                        Some("data") => pair.data = Some((stream_id, rx)),
-                        _ => {
-                            let _ = frames_tx.send(Frame::RstStream {
-                                stream_id,
-                                status: spdy::RST_REFUSED_STREAM,
-                            });
-                            continue;
-                        }
-                    }
-                    if pair.error.is_some() && pair.data.is_some() {
-                        let pair = pairs.remove(&request_id).unwrap_or_default();
-                        let (Some(error_id), Some((data_id, data_rx))) = (pair.error, pair.data)
-                        else {
-                            continue;
-                        };
-                        tasks.spawn(forward_pair(
-                            backend.clone(),
-                            namespace.clone(),
-                            pod.clone(),
-                            pair.port.unwrap_or_default(),
-                            error_id,
-                            data_id,
-                            data_rx,
-                            frames_tx.clone(),
-                        ));
-                    }
+                    let _ = streams_tx.send(InStream {
+                        id: stream_id,
+                        headers,
+                        data: rx,
+                    });
                 }
                 Frame::Data {
                     stream_id,
@@ -751,10 +733,239 @@ async fn port_forward(
         }
     }
     drop(streams);
-    // The client went away: in-flight forwards end with it.
-    tasks.abort_all();
+    drop(streams_tx);
     drop(frames_tx);
     let _ = writer.await;
+}
+
+/// One port-forward request: the error and data streams kubectl opens per connection,
+/// matched by their `requestid`.
+#[derive(Default)]
+struct Pair {
+    error: Option<u32>,
+    data: Option<(u32, mpsc::UnboundedReceiver<Bytes>)>,
+    port: Option<String>,
+}
+
+/// Serves a SPDY port-forward session: for each stream pair, connects to the pod's port
+/// through the backend and copies bytes both ways; connection errors are reported as text
+/// on the error stream.
+async fn port_forward(
+    inbound: Inbound,
+    outbound: mpsc::Sender<Bytes>,
+    backend: Arc<dyn NodeBackend>,
+    namespace: String,
+    pod: String,
+) {
+    let (frames_tx, frames_rx) = mpsc::unbounded_channel::<Frame>();
+    let (streams_tx, mut streams_rx) = mpsc::unbounded_channel::<InStream>();
+    let session = spdy_session(inbound, outbound, frames_tx.clone(), frames_rx, streams_tx);
+    let pairing = async {
+        let mut pairs: HashMap<String, Pair> = HashMap::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        while let Some(stream) = streams_rx.recv().await {
+            let request_id = spdy::header(&stream.headers, "requestid")
+                .unwrap_or("")
+                .to_string();
+            let pair = pairs.entry(request_id.clone()).or_default();
+            if let Some(port) = spdy::header(&stream.headers, "port") {
+                pair.port = Some(port.to_string());
+            }
+            match spdy::header(&stream.headers, "streamtype") {
+                Some("error") => pair.error = Some(stream.id),
+                Some("data") => pair.data = Some((stream.id, stream.data)),
+                _ => {
+                    let _ = frames_tx.send(Frame::RstStream {
+                        stream_id: stream.id,
+                        status: spdy::RST_REFUSED_STREAM,
+                    });
+                    continue;
+                }
+            }
+            if pair.error.is_some() && pair.data.is_some() {
+                let pair = pairs.remove(&request_id).unwrap_or_default();
+                let (Some(error_id), Some((data_id, data_rx))) = (pair.error, pair.data) else {
+                    continue;
+                };
+                tasks.spawn(forward_pair(
+                    backend.clone(),
+                    namespace.clone(),
+                    pod.clone(),
+                    pair.port.unwrap_or_default(),
+                    error_id,
+                    data_id,
+                    data_rx,
+                    frames_tx.clone(),
+                ));
+            }
+        }
+        // The client went away: in-flight forwards end with it.
+        tasks.abort_all();
+    };
+    tokio::join!(session, pairing);
+}
+
+/// Serves exec or attach over plain SPDY (kubectl's fallback when the WebSocket upgrade is
+/// refused, or `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`): protocol `v4.channel.k8s.io`, one
+/// stream per `streamtype` (error, stdin, stdout, stderr, resize); a failure Status is
+/// written on the error stream (nothing on success), then every stream is closed.
+async fn spdy_remote_command(
+    inbound: Inbound,
+    outbound: mpsc::Sender<Bytes>,
+    backend: Arc<dyn NodeBackend>,
+    attach: bool,
+    request: ExecRequest,
+) {
+    let (frames_tx, frames_rx) = mpsc::unbounded_channel::<Frame>();
+    let (streams_tx, mut streams_rx) = mpsc::unbounded_channel::<InStream>();
+    let session = spdy_session(inbound, outbound, frames_tx.clone(), frames_rx, streams_tx);
+    let fin = |stream_id| Frame::Data {
+        stream_id,
+        flags: spdy::FLAG_FIN,
+        data: Bytes::new(),
+    };
+    let run = async {
+        let wanted = |kind: &str| match kind {
+            "error" => true,
+            "stdin" => request.stdin,
+            "stdout" => request.stdout,
+            "stderr" => request.stderr && !request.tty,
+            "resize" => request.tty,
+            _ => false,
+        };
+        let expected = ["error", "stdin", "stdout", "stderr", "resize"]
+            .iter()
+            .filter(|k| wanted(k))
+            .count();
+        let mut streams: HashMap<String, InStream> = HashMap::new();
+        // Wait (a bounded time) for every stream the request implies.
+        let deadline = tokio::time::sleep(std::time::Duration::from_secs(30));
+        tokio::pin!(deadline);
+        while streams.len() < expected {
+            tokio::select! {
+                s = streams_rx.recv() => match s {
+                    Some(s) => {
+                        let kind = spdy::header(&s.headers, "streamtype").unwrap_or("").to_string();
+                        if wanted(&kind) {
+                            streams.insert(kind, s);
+                        }
+                    }
+                    None => return,
+                },
+                _ = &mut deadline => break,
+            }
+        }
+        let Some(error_stream) = streams.remove("error") else {
+            return;
+        };
+        let command = request.command.clone();
+        let started = if attach {
+            backend.attach(request.clone()).await
+        } else {
+            backend.exec(request.clone()).await
+        };
+        let failure = match started {
+            Err(err) => Some(failure_status(&err)),
+            Ok(process) => {
+                let mut pumps = Vec::new();
+                for (kind, output) in [("stdout", process.stdout), ("stderr", process.stderr)] {
+                    let (Some(mut output), Some(stream)) = (output, streams.remove(kind)) else {
+                        continue;
+                    };
+                    let frames = frames_tx.clone();
+                    pumps.push(tokio::spawn(async move {
+                        let mut buf = vec![0u8; 32 * 1024];
+                        while let Ok(n) = output.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            let data = Bytes::copy_from_slice(&buf[..n]);
+                            let frame = Frame::Data {
+                                stream_id: stream.id,
+                                flags: 0,
+                                data,
+                            };
+                            if frames.send(frame).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = frames.send(Frame::Data {
+                            stream_id: stream.id,
+                            flags: spdy::FLAG_FIN,
+                            data: Bytes::new(),
+                        });
+                    }));
+                }
+                let stdin_task = match (process.stdin, streams.remove("stdin")) {
+                    (Some(mut stdin), Some(mut stream)) => Some(tokio::spawn(async move {
+                        while let Some(chunk) = stream.data.recv().await {
+                            if stdin.write_all(&chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = stdin.shutdown().await;
+                    })),
+                    _ => None,
+                };
+                let resize_task = match (process.resize, streams.remove("resize")) {
+                    (Some(tx), Some(mut stream)) => Some(tokio::spawn(async move {
+                        // A sequence of JSON objects, one per resize.
+                        let mut pending = Vec::new();
+                        while let Some(chunk) = stream.data.recv().await {
+                            pending.extend_from_slice(&chunk);
+                            let mut de = serde_json::Deserializer::from_slice(&pending)
+                                .into_iter::<serde_json::Value>();
+                            let mut used = 0;
+                            while let Some(Ok(size)) = de.next() {
+                                used = de.byte_offset();
+                                let dim = |k: &str| {
+                                    size[k].as_u64().unwrap_or(0).min(u16::MAX as u64) as u16
+                                };
+                                let _ = tx.try_send(TerminalSize {
+                                    width: dim("Width"),
+                                    height: dim("Height"),
+                                });
+                            }
+                            pending.drain(..used);
+                        }
+                    })),
+                    _ => None,
+                };
+                for pump in pumps {
+                    let _ = pump.await;
+                }
+                let exit = process.exit.await;
+                if let Some(t) = stdin_task {
+                    t.abort();
+                }
+                if let Some(t) = resize_task {
+                    t.abort();
+                }
+                match exit {
+                    Ok(0) => None,
+                    Ok(code) => Some(exit_status(&command, code)),
+                    Err(err) => Some(failure_status(&BackendError::internal(format!(
+                        "error executing command {command:?}: {err}"
+                    )))),
+                }
+            }
+        };
+        if let Some(status) = failure {
+            let _ = frames_tx.send(Frame::Data {
+                stream_id: error_stream.id,
+                flags: 0,
+                data: Bytes::from(serde_json::to_vec(&status).expect("JSON serializes")),
+            });
+        }
+        let _ = frames_tx.send(fin(error_stream.id));
+        for (_, s) in streams {
+            let _ = frames_tx.send(fin(s.id));
+        }
+    };
+    tokio::select! {
+        _ = session => {}
+        _ = run => {}
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

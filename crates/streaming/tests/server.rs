@@ -509,3 +509,66 @@ async fn port_forward_over_plain_spdy_upgrade() {
     }
     assert_eq!(echoed, b"abc");
 }
+
+#[tokio::test]
+async fn exec_over_plain_spdy_fallback() {
+    let node = start().await;
+    let mut tls = node.tls().await;
+    tls.write_all(
+        b"POST /exec/ns/p/c?command=sh&command=-c&command=echo+hi%3B+exit+3&output=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v5.channel.k8s.io\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tls.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-stream-protocol-version: v4.channel.k8s.io")
+    );
+    let mut client = SpdyClient::new();
+    let open = |id: u32, kind: &str| Frame::SynStream {
+        stream_id: id,
+        associated_id: 0,
+        priority: 0,
+        flags: spdy::FLAG_FIN,
+        headers: vec![("streamtype".to_string(), kind.to_string())],
+    };
+    tls.write_all(&client.encode(&[open(1, "error"), open(3, "stdout")]))
+        .await
+        .unwrap();
+    let (mut out, mut err, mut error_closed) = (Vec::new(), Vec::new(), false);
+    let mut buf = vec![0u8; 4096];
+    while !error_closed {
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed early");
+        for f in client.feed(&buf[..n]) {
+            match f {
+                Frame::Data {
+                    stream_id: 3, data, ..
+                } => out.extend_from_slice(&data),
+                Frame::Data {
+                    stream_id: 1,
+                    data,
+                    flags,
+                } => {
+                    err.extend_from_slice(&data);
+                    error_closed |= flags & spdy::FLAG_FIN != 0;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(out, b"hi\n");
+    let status: Value = serde_json::from_slice(&err).unwrap();
+    assert_eq!(status["reason"], "NonZeroExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "3");
+}
