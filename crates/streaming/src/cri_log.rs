@@ -290,7 +290,7 @@ pub fn log_files_oldest_first(path: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     if path.exists() {
         files.push(path.to_path_buf());

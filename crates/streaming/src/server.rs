@@ -296,10 +296,11 @@ async fn container_logs(
             "invalid {what} {value:?}"
         )))
     };
-    let number = |key: &str| -> Result<Option<i64>, Response<Body>> {
+    // The error is the key whose value is not a number.
+    let number = |key: &'static str| -> Result<Option<i64>, &'static str> {
         match query.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v.parse::<i64>().map(Some).map_err(|_| bad(key, v)),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| key),
         }
     };
     let (tail, since_seconds, limit) = match (
@@ -308,7 +309,9 @@ async fn container_logs(
         number("limitBytes"),
     ) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        (Err(key), _, _) | (_, Err(key), _) | (_, _, Err(key)) => {
+            return bad(key, query.get(key).unwrap_or_default());
+        }
     };
     let mut since_time: Option<DateTime<Utc>> = None;
     if let Some(raw) = query.get("sinceTime").filter(|s| !s.is_empty()) {
