@@ -337,3 +337,79 @@ fn port_forward_carries_an_http_request() {
     drop(pf);
     let _ = &env.runtime;
 }
+
+/// kubectl with extra environment (the SPDY fallbacks are chosen by environment variables).
+fn kubectl_env(s: &Session<'_>, vars: &[(&str, &str)], args: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(&e2e::harness::tools().kubectl);
+    cmd.arg("--kubeconfig")
+        .arg(&s.kubeconfig)
+        .arg("--namespace")
+        .arg(&s.ns)
+        .args(args)
+        .current_dir(&s.home)
+        .env("HOME", &s.home)
+        .env("KUBECACHEDIR", s.home.join(".kube/cache"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+#[test]
+fn exec_and_port_forward_over_the_spdy_fallback() {
+    let env = env();
+    let s = env.cluster.session("streaming-spdy");
+    pod(&s, "old", &["main"]);
+    let out = kubectl_env(
+        &s,
+        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")],
+        &["exec", "old", "--", "sh", "-c", "echo via spdy; exit 4"],
+    )
+    .wait_with_output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "via spdy\n");
+
+    let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = http.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in http.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nspdy!\n",
+            );
+        }
+    });
+    env.backend.add_port(&s.ns, "old", 80, target);
+    let mut pf = kubectl_env(
+        &s,
+        &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
+        &["port-forward", "pod/old", ":80"],
+    );
+    let mut reader = std::io::BufReader::new(pf.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("Forwarding from 127.0.0.1:")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("unexpected port-forward output {line:?}"));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert!(reply.ends_with("spdy!\n"), "{reply}");
+}
