@@ -187,8 +187,6 @@ async fn healthz_and_client_certificate_required() {
     assert_eq!(code, 200);
     assert!(body.ends_with("ok"));
     // Without a client certificate the handshake fails.
-    let mut roots = rustls::RootCertStore::empty();
-    let _ = &mut roots;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
