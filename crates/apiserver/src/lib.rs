@@ -14,6 +14,7 @@ pub mod cache;
 pub mod discovery;
 pub mod eviction;
 pub mod glue;
+pub mod kubelet;
 pub mod request;
 pub mod rest;
 pub mod server;
@@ -148,6 +149,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     };
     let state =
         State::with_admission(store.clone(), authenticator, config.admission.clone()).await?;
+    let _ = state
+        .kubelet
+        .set(Arc::new(kubelet::KubeletAccess::new(pki.clone())?));
     admission::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;

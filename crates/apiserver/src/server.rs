@@ -176,6 +176,9 @@ pub struct State {
     pub openapi_cache: std::sync::Mutex<std::collections::HashMap<String, (String, Arc<Value>)>>,
     /// Settings of the admission plugins.
     pub admission: crate::admission::AdmissionOptions,
+    /// Node join and kubelet proxy credentials; set once at start (absent in tests that do
+    /// not need nodes).
+    pub kubelet: std::sync::OnceLock<Arc<crate::kubelet::KubeletAccess>>,
 }
 
 impl State {
@@ -201,6 +204,7 @@ impl State {
             allocation_lock: Mutex::new(()),
             openapi_cache: Default::default(),
             admission,
+            kubelet: std::sync::OnceLock::new(),
         });
         crate::admission::load_crds(&state);
         Ok(state)
@@ -246,7 +250,7 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let (parts, incoming) = req.into_parts();
+    let (mut parts, incoming) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
@@ -267,12 +271,32 @@ where
             };
         }
         "/version" => return Reply::json(StatusCode::OK, discovery::version()).into_response(),
+        // Node join: the CA is public (the join token pins its hash) and the credentials
+        // endpoint authenticates with the join token itself.
+        "/cacerts" if parts.method == Method::GET => {
+            if let Some(access) = state.kubelet.get() {
+                return crate::kubelet::cacerts(access);
+            }
+        }
+        "/v1-timonel/node-credentials" if parts.method == Method::POST => {
+            if let Some(access) = state.kubelet.get() {
+                return crate::kubelet::node_credentials(access, header("authorization"), incoming)
+                    .await;
+            }
+        }
         _ => {}
     }
     let user = cert_user.or_else(|| state.authenticator.authenticate(header("authorization")));
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };
+    // Streaming subresources go to the kubelet before any body is read: they are upgrades or
+    // long-lived responses.
+    if let Some((ns, pod, sub)) = crate::kubelet::streaming_path(&path) {
+        let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let (ns, pod, sub) = (ns.to_string(), pod.to_string(), sub.to_string());
+        return crate::kubelet::proxy(&state, parts, on_upgrade, &ns, &pod, &sub).await;
+    }
     let body = match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return error_response(&ApiError::too_large(MAX_BODY_BYTES)),

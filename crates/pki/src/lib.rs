@@ -35,6 +35,9 @@ const BACKDATE: Duration = Duration::hours(1);
 const ADMIN_USER: &str = "system:admin";
 const ADMIN_GROUP: &str = "system:masters";
 const SERVING_CN: &str = "kube-apiserver";
+/// The identity the API server presents to kubelets (upstream's
+/// `--kubelet-client-certificate` is usually issued the same way).
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
 
 const MODE_DIR: u32 = 0o700;
 const MODE_SECRET: u32 = 0o600;
@@ -591,6 +594,7 @@ pub struct ClusterPki {
     client_ca: KeyedCert,
     serving: KeyedCert,
     admin: KeyedCert,
+    kubelet_client: KeyedCert,
     admin_token: String,
     node_token: String,
 }
@@ -633,6 +637,20 @@ impl ClusterPki {
                 lifetime_days: LEAF_LIFETIME_DAYS,
             },
         )?;
+        // What the API server presents when it proxies logs, exec, attach and port-forward to
+        // a node's kubelet; kubelets verify it against the client CA.
+        let kubelet_client = ensure_leaf(
+            &PairPaths::new(&tls_dir, "client-kube-apiserver-kubelet"),
+            &client_ca,
+            LeafSpec {
+                what: "kubelet client",
+                common_name: KUBELET_CLIENT_CN,
+                organizations: &[ADMIN_GROUP],
+                sans: Vec::new(),
+                usage: LeafUsage::Client,
+                lifetime_days: LEAF_LIFETIME_DAYS,
+            },
+        )?;
         let admin_token = ensure_admin_token(&server_dir.join("admin-token"))?;
         let node_token = ensure_node_token(&server_dir.join("node-token"), &server_ca.cert_pem)?;
         Ok(ClusterPki {
@@ -641,6 +659,7 @@ impl ClusterPki {
             client_ca,
             serving,
             admin,
+            kubelet_client,
             admin_token,
             node_token,
         })
@@ -715,6 +734,13 @@ impl ClusterPki {
     /// The admin client certificate and key (PEM).
     pub fn admin_client_cert(&self) -> (&str, &str) {
         (&self.admin.cert_pem, &self.admin.key_pem)
+    }
+
+    /// The API server's client certificate and key for kubelets (PEM), stored as
+    /// `tls/client-kube-apiserver-kubelet.{crt,key}`: CN `kube-apiserver-kubelet-client`,
+    /// O `system:masters`, signed by the client CA.
+    pub fn kubelet_client_cert(&self) -> (&str, &str) {
+        (&self.kubelet_client.cert_pem, &self.kubelet_client.key_pem)
     }
 
     /// `<data_dir>/server/tls`.
@@ -793,6 +819,52 @@ impl ClusterPki {
             },
             &key,
             &self.client_ca,
+        )?;
+        Ok((issued.cert_pem, issued.key_pem))
+    }
+}
+
+impl ClusterPki {
+    /// Issues a kubelet serving certificate signed by the server CA (so the API server, which
+    /// trusts that CA, can verify the node), with `addresses` as its names: IP addresses
+    /// become IP SANs, anything else DNS SANs. Returns `(certificate PEM, key PEM)`.
+    pub fn issue_serving_cert(
+        &self,
+        common_name: &str,
+        addresses: &[String],
+        days: u32,
+    ) -> Result<(String, String), PkiError> {
+        if common_name.trim().is_empty() {
+            return Err(PkiError::InvalidRequest("empty common name".into()));
+        }
+        if days == 0 {
+            return Err(PkiError::InvalidRequest(
+                "validity must be at least one day".into(),
+            ));
+        }
+        let mut sans = Vec::new();
+        for address in addresses {
+            if let Some(entry) = SanEntry::parse(address)? {
+                push_unique(&mut sans, entry);
+            }
+        }
+        if sans.is_empty() {
+            return Err(PkiError::InvalidRequest(
+                "a serving certificate needs at least one address".into(),
+            ));
+        }
+        let key = generate_key("kubelet serving")?;
+        let issued = sign_leaf(
+            &LeafSpec {
+                what: "kubelet serving",
+                common_name,
+                organizations: &[],
+                sans,
+                usage: LeafUsage::Server,
+                lifetime_days: i64::from(days),
+            },
+            &key,
+            &self.server_ca,
         )?;
         Ok((issued.cert_pem, issued.key_pem))
     }

@@ -481,3 +481,54 @@ async fn server_name_outside_the_sans_is_refused_by_clients() {
     let error = outcome.client.unwrap_err();
     assert!(error.contains("not valid for name"), "{error}");
 }
+
+#[test]
+fn issued_kubelet_serving_certificate_has_the_node_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ClusterPki::load_or_create(dir.path(), &[]).unwrap();
+    let addresses = vec!["10.0.0.5".to_string(), "n1".to_string(), "::1".to_string()];
+    let (cert, key) = pki
+        .issue_serving_cert("system:node:n1", &addresses, 30)
+        .unwrap();
+    let der = cert_der_of(&cert);
+    assert!(signed_by(&der, &cert_der_of(pki.ca_pem())));
+    let facts = cert_facts(&der).unwrap();
+    assert_eq!(facts.common_name.as_deref(), Some("system:node:n1"));
+    assert_eq!(
+        facts.sans,
+        vec![
+            SanEntry::Ip("10.0.0.5".parse().unwrap()),
+            SanEntry::Dns("n1".into()),
+            SanEntry::Ip("::1".parse().unwrap()),
+        ]
+    );
+    assert_eq!(
+        facts.public_key,
+        KeyPair::from_pem(&key).unwrap().public_key_raw()
+    );
+    assert!(pki.issue_serving_cert("x", &[], 30).is_err());
+    assert!(
+        pki.issue_serving_cert("x", &["bad name!".into()], 30)
+            .is_err()
+    );
+}
+
+#[test]
+fn kubelet_client_certificate_is_stored_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = ClusterPki::load_or_create(dir.path(), &[]).unwrap();
+    let (cert, _) = pki.kubelet_client_cert();
+    let der = cert_der_of(cert);
+    assert_eq!(
+        identity_from_cert(&der),
+        Some((
+            KUBELET_CLIENT_CN.to_string(),
+            vec!["system:masters".to_string()]
+        ))
+    );
+    assert!(signed_by(&der, &cert_der_of(pki.client_ca_pem())));
+    let tls = dir.path().join("server/tls");
+    assert_eq!(mode(&tls.join("client-kube-apiserver-kubelet.key")), 0o600);
+    let again = ClusterPki::load_or_create(dir.path(), &[]).unwrap();
+    assert_eq!(again.kubelet_client_cert().0, cert);
+}
