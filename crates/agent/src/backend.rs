@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use timonel_runtime::native::ContainerState;
-use timonel_streaming::{BackendError, ContainerRef, ExecProcess, ExecRequest, NodeBackend, TerminalSize};
+use timonel_streaming::{
+    BackendError, ContainerRef, ExecProcess, ExecRequest, NodeBackend, TerminalSize,
+};
 use tokio::sync::watch;
 
 use crate::pods::Agent;
@@ -22,7 +24,10 @@ fn bad_request(message: String) -> BackendError {
 }
 
 impl AgentBackend {
-    fn running_container(&self, target: &ContainerRef) -> Result<timonel_runtime::native::ContainerInfo, BackendError> {
+    fn running_container(
+        &self,
+        target: &ContainerRef,
+    ) -> Result<timonel_runtime::native::ContainerInfo, BackendError> {
         match self
             .agent
             .find_container(&target.namespace, &target.pod, &target.container, false)
@@ -70,7 +75,7 @@ impl NodeBackend for AgentBackend {
                 )
             }));
         };
-        let files = timonel_runtime::log::log_files(&info.meta.log_path);
+        let files = timonel_streaming::cri_log::log_files_oldest_first(&info.meta.log_path);
         let running = matches!(info.state, ContainerState::Running(_));
         let (tx, rx) = watch::channel(running);
         if running {
@@ -106,7 +111,9 @@ impl NodeBackend for AgentBackend {
         let mut cmd = tokio::process::Command::from(cmd);
         cmd.kill_on_drop(true);
         if req.tty {
-            let pty = rustix_openpty().map_err(|e| BackendError::new(500, "InternalError", format!("allocating a terminal: {e}")))?;
+            let pty = rustix_openpty().map_err(|e| {
+                BackendError::new(500, "InternalError", format!("allocating a terminal: {e}"))
+            })?;
             let (master, slave) = pty;
             let slave_in = slave.try_clone().map_err(internal)?;
             let slave_out = slave.try_clone().map_err(internal)?;
@@ -114,8 +121,12 @@ impl NodeBackend for AgentBackend {
                 .stdout(std::process::Stdio::from(slave_out))
                 .stderr(std::process::Stdio::from(slave));
             let mut child = cmd.spawn().map_err(internal)?;
-            let writer = tokio::fs::File::from_std(std::fs::File::from(master.try_clone().map_err(internal)?));
-            let reader = tokio::fs::File::from_std(std::fs::File::from(master.try_clone().map_err(internal)?));
+            let writer = tokio::fs::File::from_std(std::fs::File::from(
+                master.try_clone().map_err(internal)?,
+            ));
+            let reader = tokio::fs::File::from_std(std::fs::File::from(
+                master.try_clone().map_err(internal)?,
+            ));
             let (resize_tx, mut resize_rx) = tokio::sync::mpsc::channel::<TerminalSize>(8);
             tokio::spawn(async move {
                 while let Some(size) = resize_rx.recv().await {
@@ -130,16 +141,22 @@ impl NodeBackend for AgentBackend {
             });
             let exit = Box::pin(async move { child.wait().await.map(exit_code) });
             return Ok(ExecProcess {
-                stdin: req.stdin.then(|| Box::new(writer) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+                stdin: req
+                    .stdin
+                    .then(|| Box::new(writer) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
                 stdout: Some(Box::new(PtyReader(reader))),
                 stderr: None,
                 resize: Some(resize_tx),
                 exit,
             });
         }
-        cmd.stdin(if req.stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        cmd.stdin(if req.stdin {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().map_err(internal)?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
@@ -147,8 +164,16 @@ impl NodeBackend for AgentBackend {
         let exit = Box::pin(async move { child.wait().await.map(exit_code) });
         Ok(ExecProcess {
             stdin: stdin.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
-            stdout: if req.stdout { stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
-            stderr: if req.stderr { stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>) } else { None },
+            stdout: if req.stdout {
+                stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)
+            } else {
+                None
+            },
+            stderr: if req.stderr {
+                stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)
+            } else {
+                None
+            },
             resize: None,
             exit,
         })
@@ -161,7 +186,12 @@ impl NodeBackend for AgentBackend {
         ))
     }
 
-    async fn port_forward(&self, namespace: &str, pod: &str, port: u16) -> Result<tokio::net::TcpStream, BackendError> {
+    async fn port_forward(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+    ) -> Result<tokio::net::TcpStream, BackendError> {
         let stream = match self.agent.pod_netns(namespace, pod) {
             Some(netns) => tokio::task::spawn_blocking(move || timonel_net::connect_in_netns(&netns, port))
                 .await
@@ -209,7 +239,9 @@ impl tokio::io::AsyncRead for PtyReader {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         match std::pin::Pin::new(&mut self.0).poll_read(cx, buf) {
-            std::task::Poll::Ready(Err(e)) if e.raw_os_error() == Some(5) => std::task::Poll::Ready(Ok(())),
+            std::task::Poll::Ready(Err(e)) if e.raw_os_error() == Some(5) => {
+                std::task::Poll::Ready(Ok(()))
+            }
             other => other,
         }
     }

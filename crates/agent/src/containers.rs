@@ -11,7 +11,11 @@ use timonel_runtime::native::ContainerSpec;
 
 /// Upstream's rule: `command` replaces the entrypoint and drops the image's cmd; `args`
 /// replaces cmd. Both are expanded with `$(VAR)` references to the container's env.
-pub fn command_line(container: &Container, image: &ImageConfig, env: &[(String, String)]) -> Vec<String> {
+pub fn command_line(
+    container: &Container,
+    image: &ImageConfig,
+    env: &[(String, String)],
+) -> Vec<String> {
     let expand = |s: &String| expand_references(s, env);
     match (&container.command, &container.args) {
         (Some(command), Some(args)) if !command.is_empty() => {
@@ -98,7 +102,10 @@ pub fn memory_bytes(q: &Quantity) -> u64 {
     ];
     for (suffix, factor) in suffixes {
         if let Some(number) = s.strip_suffix(suffix) {
-            return number.parse::<f64>().map(|v| (v * factor) as u64).unwrap_or(0);
+            return number
+                .parse::<f64>()
+                .map(|v| (v * factor) as u64)
+                .unwrap_or(0);
         }
     }
     if let Some(m) = s.strip_suffix('m') {
@@ -109,7 +116,12 @@ pub fn memory_bytes(q: &Quantity) -> u64 {
 
 /// The user and group the container runs as: the security context wins over the image's
 /// `USER` (numeric `uid[:gid]` only: names would need the image's /etc/passwd).
-pub fn user_of(pod: &Pod, container: &Container, image: &ImageConfig, passwd: Option<&str>) -> Result<(u32, u32), String> {
+pub fn user_of(
+    pod: &Pod,
+    container: &Container,
+    image: &ImageConfig,
+    passwd: Option<&str>,
+) -> Result<(u32, u32), String> {
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     let sc = container.security_context.as_ref();
     let run_as_user = sc
@@ -153,10 +165,14 @@ fn parse_image_user(user: &str, passwd: Option<&str>) -> Result<(u32, u32), Stri
     };
     let (uid, default_gid) = match u.parse::<u32>() {
         Ok(uid) => (uid, lookup_by_uid(passwd, uid).unwrap_or(uid)),
-        Err(_) => lookup(u).ok_or_else(|| format!("unable to find user {u}: no matching entries in passwd file"))?,
+        Err(_) => lookup(u).ok_or_else(|| {
+            format!("unable to find user {u}: no matching entries in passwd file")
+        })?,
     };
     let gid = match g {
-        Some(g) => g.parse::<u32>().map_err(|_| format!("unable to find group {g}"))?,
+        Some(g) => g
+            .parse::<u32>()
+            .map_err(|_| format!("unable to find group {g}"))?,
         None => default_gid,
     };
     Ok((uid, gid))
@@ -183,7 +199,9 @@ pub fn apply_security_and_resources(pod: &Pod, container: &Container, spec: &mut
     }
     let sc = container.security_context.as_ref();
     spec.privileged = sc.and_then(|s| s.privileged).unwrap_or(false);
-    spec.read_only_rootfs = sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false);
+    spec.read_only_rootfs = sc
+        .and_then(|s| s.read_only_root_filesystem)
+        .unwrap_or(false);
     spec.no_new_privileges = sc.and_then(|s| s.allow_privilege_escalation) == Some(false);
     if let Some(caps) = sc.and_then(|s| s.capabilities.as_ref()) {
         spec.capabilities_add = caps.add.clone().unwrap_or_default();
@@ -192,7 +210,9 @@ pub fn apply_security_and_resources(pod: &Pod, container: &Container, spec: &mut
     let seccomp = sc
         .and_then(|s| s.seccomp_profile.as_ref())
         .or_else(|| pod_sc.and_then(|s| s.seccomp_profile.as_ref()));
-    spec.seccomp_runtime_default = seccomp.map(|p| p.type_ == "RuntimeDefault").unwrap_or(false);
+    spec.seccomp_runtime_default = seccomp
+        .map(|p| p.type_ == "RuntimeDefault")
+        .unwrap_or(false);
 
     let resources = container.resources.as_ref();
     let requests: BTreeMap<String, Quantity> = resources
@@ -252,8 +272,16 @@ pub fn qos_class(pod: &Pod) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
     for c in &containers {
-        let requests = c.resources.as_ref().and_then(|r| r.requests.clone()).unwrap_or_default();
-        let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+        let requests = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default();
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
         for resource in ["cpu", "memory"] {
             let request = requests.get(resource);
             let limit = limits.get(resource);
@@ -308,7 +336,10 @@ mod tests {
     #[test]
     fn references_expand_escape_and_stay_when_unknown() {
         let env = vec![("A".to_string(), "1".to_string())];
-        assert_eq!(expand_references("$(A)-$(B)-$$(A)-$", &env), "1-$(B)-$(A)-$");
+        assert_eq!(
+            expand_references("$(A)-$(B)-$$(A)-$", &env),
+            "1-$(B)-$(A)-$"
+        );
     }
 
     #[test]
@@ -332,10 +363,19 @@ mod tests {
         let mut img = image();
         img.user = "nobody".into();
         let passwd = "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n";
-        let plain: Pod = serde_json::from_value(serde_json::json!({"spec": {"containers": []}})).unwrap();
-        assert_eq!(user_of(&plain, &c, &img, Some(passwd)).unwrap(), (65534, 65534));
-        let strict = container(serde_json::json!({"name": "c", "securityContext": {"runAsNonRoot": true}}));
-        assert!(user_of(&plain, &strict, &image(), None).unwrap_err().contains("non-root"));
+        let plain: Pod =
+            serde_json::from_value(serde_json::json!({"spec": {"containers": []}})).unwrap();
+        assert_eq!(
+            user_of(&plain, &c, &img, Some(passwd)).unwrap(),
+            (65534, 65534)
+        );
+        let strict =
+            container(serde_json::json!({"name": "c", "securityContext": {"runAsNonRoot": true}}));
+        assert!(
+            user_of(&plain, &strict, &image(), None)
+                .unwrap_err()
+                .contains("non-root")
+        );
     }
 
     #[test]
@@ -348,7 +388,9 @@ mod tests {
         };
         assert_eq!(qos_class(&pod(serde_json::json!({}))), "BestEffort");
         assert_eq!(
-            qos_class(&pod(serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}))),
+            qos_class(&pod(
+                serde_json::json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}})
+            )),
             "Guaranteed"
         );
         assert_eq!(

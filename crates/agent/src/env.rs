@@ -28,7 +28,10 @@ impl<'a> Sources<'a> {
     }
 
     /// The data of a ConfigMap, `None` when it does not exist.
-    pub async fn config_map(&mut self, name: &str) -> anyhow::Result<Option<BTreeMap<String, String>>> {
+    pub async fn config_map(
+        &mut self,
+        name: &str,
+    ) -> anyhow::Result<Option<BTreeMap<String, String>>> {
         if let Some(found) = self.config_maps.get(name) {
             return Ok(found.clone());
         }
@@ -65,7 +68,10 @@ impl<'a> Sources<'a> {
     }
 
     /// Raw bytes of a Secret's keys (volumes keep binary data intact).
-    pub async fn secret_bytes(&mut self, name: &str) -> anyhow::Result<Option<BTreeMap<String, Vec<u8>>>> {
+    pub async fn secret_bytes(
+        &mut self,
+        name: &str,
+    ) -> anyhow::Result<Option<BTreeMap<String, Vec<u8>>>> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), self.namespace);
         Ok(api.get_opt(name).await?.map(|s| {
             s.data
@@ -99,7 +105,14 @@ pub fn field_value(pod: &Pod, path: &str) -> Result<String, ConfigError> {
     let format_map = |m: Option<&BTreeMap<String, String>>| {
         m.map(|m| {
             m.iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+                .map(|(k, v)| {
+                    format!(
+                        "{k}=\"{}\"",
+                        v.replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('\n', "\\n")
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         })
@@ -118,17 +131,25 @@ pub fn field_value(pod: &Pod, path: &str) -> Result<String, ConfigError> {
         "status.hostIP" => status.and_then(|s| s.host_ip.clone()).unwrap_or_default(),
         "status.hostIPs" => status
             .and_then(|s| s.host_ips.as_ref())
-            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(","))
+            .map(|ips| {
+                ips.iter()
+                    .map(|i| i.ip.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default(),
         "status.podIP" => status.and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
         "status.podIPs" => status
             .and_then(|s| s.pod_ips.as_ref())
-            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect::<Vec<_>>().join(","))
+            .map(|ips| {
+                ips.iter()
+                    .map(|i| i.ip.clone())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default(),
         other => {
-            return Err(ConfigError(format!(
-                "unsupported fieldRef path {other:?}"
-            )));
+            return Err(ConfigError(format!("unsupported fieldRef path {other:?}")));
         }
     })
 }
@@ -154,21 +175,33 @@ pub fn resource_value(
     let quantity = map.and_then(|m| m.get(name));
     match name {
         "cpu" => {
-            let millis = quantity
-                .map(cpu_millis)
-                .unwrap_or(if kind == "limits" { node_cpus * 1000 } else { 0 });
+            let millis = quantity.map(cpu_millis).unwrap_or(if kind == "limits" {
+                node_cpus * 1000
+            } else {
+                0
+            });
             let divisor = divisor
-                .map(|d| cpu_millis(&k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())))
+                .map(|d| {
+                    cpu_millis(&k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                        d.into(),
+                    ))
+                })
                 .filter(|d| *d > 0)
                 .unwrap_or(1000);
             Ok(millis.div_ceil(divisor).to_string())
         }
         "memory" | "ephemeral-storage" => {
-            let bytes = quantity
-                .map(memory_bytes)
-                .unwrap_or(if kind == "limits" { node_memory } else { 0 });
+            let bytes = quantity.map(memory_bytes).unwrap_or(if kind == "limits" {
+                node_memory
+            } else {
+                0
+            });
             let divisor = divisor
-                .map(|d| memory_bytes(&k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())))
+                .map(|d| {
+                    memory_bytes(&k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                        d.into(),
+                    ))
+                })
                 .filter(|d| *d > 0)
                 .unwrap_or(1);
             Ok(bytes.div_ceil(divisor).to_string())
@@ -208,7 +241,12 @@ pub async fn environment(
                     }
                 }
                 None if r.optional == Some(true) => {}
-                None => return Ok(Err(ConfigError(format!("configmap \"{}\" not found", r.name)))),
+                None => {
+                    return Ok(Err(ConfigError(format!(
+                        "configmap \"{}\" not found",
+                        r.name
+                    ))));
+                }
             }
         }
         if let Some(r) = &from.secret_ref {
@@ -238,7 +276,12 @@ pub async fn environment(
                         }
                     },
                     None if r.optional == Some(true) => continue,
-                    None => return Ok(Err(ConfigError(format!("configmap \"{}\" not found", r.name)))),
+                    None => {
+                        return Ok(Err(ConfigError(format!(
+                            "configmap \"{}\" not found",
+                            r.name
+                        ))));
+                    }
                 }
             } else if let Some(r) = &from.secret_key_ref {
                 match sources.secret(&r.name).await? {
@@ -253,7 +296,9 @@ pub async fn environment(
                         }
                     },
                     None if r.optional == Some(true) => continue,
-                    None => return Ok(Err(ConfigError(format!("secret \"{}\" not found", r.name)))),
+                    None => {
+                        return Ok(Err(ConfigError(format!("secret \"{}\" not found", r.name))));
+                    }
                 }
             } else if let Some(r) = &from.field_ref {
                 match field_value(pod, &r.field_path) {
@@ -310,8 +355,17 @@ mod tests {
     fn resource_fields_with_divisors_and_node_fallback() {
         let p = pod();
         let c = &p.spec.as_ref().unwrap().containers[0];
-        assert_eq!(resource_value(c, "limits.memory", Some("1Mi"), 2, 1 << 30).unwrap(), "64");
-        assert_eq!(resource_value(c, "limits.cpu", None, 2, 1 << 30).unwrap(), "2");
-        assert_eq!(resource_value(c, "requests.cpu", Some("1m"), 2, 1 << 30).unwrap(), "0");
+        assert_eq!(
+            resource_value(c, "limits.memory", Some("1Mi"), 2, 1 << 30).unwrap(),
+            "64"
+        );
+        assert_eq!(
+            resource_value(c, "limits.cpu", None, 2, 1 << 30).unwrap(),
+            "2"
+        );
+        assert_eq!(
+            resource_value(c, "requests.cpu", Some("1m"), 2, 1 << 30).unwrap(),
+            "0"
+        );
     }
 }

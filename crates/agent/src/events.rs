@@ -22,8 +22,19 @@ impl Recorder {
 
     /// Records `reason` on `pod`; `container` names the field path `spec.containers{name}`
     /// (or `spec.initContainers{name}`) as upstream does.
-    pub fn pod_event(&self, pod: &Pod, container: Option<(&str, bool)>, warning: bool, reason: &str, message: String) {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    pub fn pod_event(
+        &self,
+        pod: &Pod,
+        container: Option<(&str, bool)>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let now = chrono::Utc::now();
         let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -37,7 +48,11 @@ impl Recorder {
             "resourceVersion": pod.metadata.resource_version,
         });
         if let Some((c, init)) = container {
-            let field = if init { "spec.initContainers" } else { "spec.containers" };
+            let field = if init {
+                "spec.initContainers"
+            } else {
+                "spec.containers"
+            };
             involved["fieldPath"] = json!(format!("{field}{{{c}}}"));
         }
         let suffix = format!("{:x}", now.timestamp_nanos_opt().unwrap_or_default());

@@ -76,7 +76,8 @@ pub fn load(data_dir: &Path) -> anyhow::Result<Option<NodeCredentials>> {
     let path = credentials_path(data_dir);
     match fs::read(&path) {
         Ok(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?,
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", path.display()))?,
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),

@@ -1,6 +1,7 @@
 //! Timonel's node agent (the kubelet): joins the cluster, registers its Node and keeps its
 //! Lease, and drives every pod bound to the node to its spec with the native runtime.
 
+pub mod backend;
 pub mod containers;
 pub mod env;
 pub mod events;
@@ -75,14 +76,18 @@ impl AgentConfig {
 /// Fails loudly, with the fix, when the host cannot run containers.
 pub fn check_prerequisites() -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {
-        bail!("the node agent must run as root (it creates namespaces, cgroups and mounts): run it with sudo");
+        bail!(
+            "the node agent must run as root (it creates namespaces, cgroups and mounts): run it with sudo"
+        );
     }
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems.contains("overlay") {
         bail!("the kernel has no overlayfs: load it with `modprobe overlay`");
     }
     if !std::path::Path::new("/sys/fs/cgroup").exists() {
-        bail!("no cgroup filesystem at /sys/fs/cgroup: mount cgroup2 there (`mount -t cgroup2 none /sys/fs/cgroup`)");
+        bail!(
+            "no cgroup filesystem at /sys/fs/cgroup: mount cgroup2 there (`mount -t cgroup2 none /sys/fs/cgroup`)"
+        );
     }
     Ok(())
 }
@@ -132,7 +137,9 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         .unwrap_or_else(|| "10.42.0.0/24".into());
     let net_config = timonel_net::NetConfig {
         bridge: config.bridge.clone(),
-        pod_cidr: pod_cidr.parse().with_context(|| format!("pod CIDR {pod_cidr}"))?,
+        pod_cidr: pod_cidr
+            .parse()
+            .with_context(|| format!("pod CIDR {pod_cidr}"))?,
         blackhole_cidrs: vec![
             config.cluster_cidr.parse().context("the cluster CIDR")?,
             config.service_cidr.parse().context("the service CIDR")?,
@@ -150,11 +157,16 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let images = Arc::new(timonel_runtime::image::ImageStore::open(&config.data_dir)?);
     for (path, result) in images.import_dropped_archives()? {
         match result {
-            Ok(records) => tracing::info!("imported {} image(s) from {}", records.len(), path.display()),
+            Ok(records) => tracing::info!(
+                "imported {} image(s) from {}",
+                records.len(),
+                path.display()
+            ),
             Err(e) => tracing::warn!("importing {}: {e}", path.display()),
         }
     }
-    let registries = timonel_runtime::image::RegistriesConfig::load(&config.data_dir.join("registries.yaml"))?;
+    let registries =
+        timonel_runtime::image::RegistriesConfig::load(&config.data_dir.join("registries.yaml"))?;
     let runtime = Arc::new(timonel_runtime::native::NativeRuntime::new(
         config.data_dir.join("containers"),
         &config.shim_exe,
@@ -178,13 +190,30 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 }
 
 mod server {
-    //! The kubelet's HTTPS API (logs, exec, attach, port-forward) arrives with the streaming
-    //! crate; until then nothing listens.
+    //! The kubelet's HTTPS API on the node's address: logs, exec, port-forward, for the API
+    //! server's proxy (which presents the cluster's kubelet client certificate).
+    use std::sync::Arc;
+
+    use anyhow::Context as _;
+
     pub async fn start(
-        _agent: &std::sync::Arc<crate::pods::Agent>,
-        _credentials: &crate::join::NodeCredentials,
-        _port: u16,
+        agent: &Arc<crate::pods::Agent>,
+        credentials: &crate::join::NodeCredentials,
+        port: u16,
     ) -> anyhow::Result<()> {
+        let tls = timonel_streaming::kubelet_tls_config(
+            &credentials.serving_certificate,
+            &credentials.serving_key,
+            &credentials.client_ca,
+        )?;
+        let address = format!("{}:{port}", agent.facts.ip);
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("listening on {address} for the kubelet API (is another agent running? choose --kubelet-port)"))?;
+        let backend = Arc::new(crate::backend::AgentBackend {
+            agent: Arc::clone(agent),
+        });
+        tokio::spawn(timonel_streaming::serve(listener, tls, backend));
         Ok(())
     }
 }
@@ -203,7 +232,9 @@ async fn heartbeat(client: kube::Client, facts: node::NodeFacts, node_uid: Strin
             let result = if previous.is_none() {
                 node::register(&client, &facts).await.map(|_| ())
             } else {
-                node::post_status(&client, &facts, previous.as_ref()).await.map(|_| ())
+                node::post_status(&client, &facts, previous.as_ref())
+                    .await
+                    .map(|_| ())
             };
             if let Err(e) = result {
                 tracing::warn!("posting the node status: {e:#}");

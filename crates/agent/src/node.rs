@@ -234,7 +234,11 @@ pub async fn post_status(
 }
 
 /// Renews (or creates) the node's Lease.
-pub async fn renew_lease(client: &kube::Client, node_name: &str, node_uid: &str) -> anyhow::Result<()> {
+pub async fn renew_lease(
+    client: &kube::Client,
+    node_name: &str,
+    node_uid: &str,
+) -> anyhow::Result<()> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let now = now_micros();
     let patch = json!({
@@ -317,7 +321,10 @@ mod tests {
         }))
         .unwrap();
         let second = facts().status("2026-01-01T00:01:00Z", Some(&node));
-        assert_eq!(second["conditions"][3]["lastHeartbeatTime"], "2026-01-01T00:01:00Z");
+        assert_eq!(
+            second["conditions"][3]["lastHeartbeatTime"],
+            "2026-01-01T00:01:00Z"
+        );
         assert_eq!(
             second["conditions"][3]["lastTransitionTime"],
             "2026-01-01T00:00:00Z"

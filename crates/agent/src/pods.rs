@@ -15,12 +15,12 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::{Notify, watch};
 use timonel_runtime::image::{ImageRecord, ImageStore, RegistriesConfig};
 use timonel_runtime::native::{
     BindMount, ContainerInfo, ContainerMeta, ContainerRuntime, ContainerSpec, ContainerState,
     NamespaceMode,
 };
+use tokio::sync::{Notify, watch};
 
 use crate::containers::{apply_security_and_resources, command_line, qos_class, user_of};
 use crate::env::{ConfigError, Sources, environment};
@@ -176,7 +176,12 @@ impl Agent {
 
     /// The pods this agent has workers for.
     pub fn known_uids(&self) -> Vec<String> {
-        self.workers.lock().expect("poisoned").keys().cloned().collect()
+        self.workers
+            .lock()
+            .expect("poisoned")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Stops and removes everything of a pod the API no longer has.
@@ -275,10 +280,18 @@ impl Agent {
 
 /// Stops a running container: preStop hook, then its stop signal, then SIGKILL after
 /// `grace` seconds.
-async fn stop_container(agent: &Agent, info: &ContainerInfo, grace: i64, pre_stop: Option<(&Container, &Pod)>) {
+async fn stop_container(
+    agent: &Agent,
+    info: &ContainerInfo,
+    grace: i64,
+    pre_stop: Option<(&Container, &Pod)>,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(grace.max(0) as u64);
     if let Some((container, pod)) = pre_stop
-        && let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
+        && let Some(hook) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
     {
         let outcome = tokio::time::timeout_at(deadline, run_hook(agent, info, hook, pod)).await;
         if let Ok(Err(message)) = outcome {
@@ -500,7 +513,11 @@ impl Worker {
             .map(|p| {
                 p.metadata
                     .deletion_grace_period_seconds
-                    .or_else(|| p.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                    .or_else(|| {
+                        p.spec
+                            .as_ref()
+                            .and_then(|s| s.termination_grace_period_seconds)
+                    })
                     .unwrap_or(30)
             })
             .unwrap_or(2);
@@ -555,7 +572,10 @@ impl Worker {
                 }),
                 ..DeleteParams::default()
             };
-            match api.delete(pod.metadata.name.as_deref().unwrap_or(""), &params).await {
+            match api
+                .delete(pod.metadata.name.as_deref().unwrap_or(""), &params)
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
                 Err(e) => return Err(e.into()),
@@ -576,7 +596,13 @@ impl Worker {
         let mut next = Duration::from_secs(1);
         let ready = self.ensure_sandbox(pod).await;
         if let Err(message) = ready {
-            self.agent.recorder.pod_event(pod, None, true, "FailedCreatePodSandBox", message.clone());
+            self.agent.recorder.pod_event(
+                pod,
+                None,
+                true,
+                "FailedCreatePodSandBox",
+                message.clone(),
+            );
             self.waiting_all(pod, "ContainerCreating", &message);
             self.post_status(pod, false).await?;
             return Ok(Some(Duration::from_secs(2)));
@@ -585,7 +611,9 @@ impl Worker {
             match self.prepare_volumes(pod).await? {
                 Ok(v) => self.volumes = Some(v),
                 Err(ConfigError(message)) => {
-                    self.agent.recorder.pod_event(pod, None, true, "FailedMount", message.clone());
+                    self.agent
+                        .recorder
+                        .pod_event(pod, None, true, "FailedMount", message.clone());
                     self.waiting_all(pod, "ContainerCreating", &message);
                     self.post_status(pod, false).await?;
                     return Ok(Some(Duration::from_secs(2)));
@@ -594,7 +622,12 @@ impl Worker {
         }
 
         let latest = self.latest();
-        let unhealthy = self.probe_results.unhealthy.lock().expect("poisoned").clone();
+        let unhealthy = self
+            .probe_results
+            .unhealthy
+            .lock()
+            .expect("poisoned")
+            .clone();
         let plan = plan(
             pod,
             &mut Context {
@@ -606,8 +639,12 @@ impl Worker {
         );
         self.waiting = plan.waiting.clone();
         if let Some(secs) = plan.wake_in_secs {
-            next = next.min(Duration::from_secs(secs.max(0) as u64 + 1)).max(Duration::from_millis(200));
-            next = Duration::from_secs(secs.max(0) as u64).max(Duration::from_millis(200)).min(next);
+            next = next
+                .min(Duration::from_secs(secs.max(0) as u64 + 1))
+                .max(Duration::from_millis(200));
+            next = Duration::from_secs(secs.max(0) as u64)
+                .max(Duration::from_millis(200))
+                .min(next);
         }
         for action in &plan.actions {
             match action {
@@ -630,12 +667,21 @@ impl Worker {
                             .unwrap_or(30);
                         let hook = container.as_ref().map(|(c, _)| (c, pod));
                         stop_container(&self.agent, info, grace, hook).await;
-                        self.probe_results.unhealthy.lock().expect("poisoned").remove(id);
+                        self.probe_results
+                            .unhealthy
+                            .lock()
+                            .expect("poisoned")
+                            .remove(id);
                     }
                 }
-                Action::Start { name, init, attempt } => {
-                    let Some((container, _)) =
-                        all_containers(pod).into_iter().find(|(c, _)| &c.name == name)
+                Action::Start {
+                    name,
+                    init,
+                    attempt,
+                } => {
+                    let Some((container, _)) = all_containers(pod)
+                        .into_iter()
+                        .find(|(c, _)| &c.name == name)
                     else {
                         continue;
                     };
@@ -656,7 +702,8 @@ impl Worker {
         self.refresh();
         self.ensure_probers(pod);
         self.prune_attempts();
-        self.post_status(pod, plan.initialized || self.initialized_now(pod)).await?;
+        self.post_status(pod, plan.initialized || self.initialized_now(pod))
+            .await?;
         Ok(Some(next))
     }
 
@@ -708,9 +755,11 @@ impl Worker {
         };
         let dir = self.agent.pod_dir(&self.uid);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let record = json!({"net": sandbox.net, "ipc": sandbox.ipc, "uts": sandbox.uts, "ip": sandbox.ip});
+        let record =
+            json!({"net": sandbox.net, "ipc": sandbox.ipc, "uts": sandbox.uts, "ip": sandbox.ip});
         let _ = fs::write(dir.join("sandbox.json"), record.to_string());
-        self.write_etc_files(pod, &sandbox).map_err(|e| e.to_string())?;
+        self.write_etc_files(pod, &sandbox)
+            .map_err(|e| e.to_string())?;
         self.sandbox = Some(sandbox);
         Ok(())
     }
@@ -805,7 +854,11 @@ impl Worker {
         &self,
         pod: &Pod,
     ) -> anyhow::Result<Result<BTreeMap<String, PathBuf>, ConfigError>> {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let mut sources = Sources::new(&self.agent.client, &namespace);
         let dir = self.agent.pod_dir(&self.uid).join("volumes");
         crate::volumes::prepare(
@@ -819,7 +872,12 @@ impl Worker {
     }
 
     /// Resolves the image, pulling it as `imagePullPolicy` says.
-    async fn ensure_image(&self, pod: &Pod, container: &Container, init: bool) -> Result<ImageRecord, Waiting> {
+    async fn ensure_image(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        init: bool,
+    ) -> Result<ImageRecord, Waiting> {
         let image = container.image.clone().unwrap_or_default();
         let tag_latest = {
             let last = image.rsplit('/').next().unwrap_or(&image);
@@ -843,10 +901,15 @@ impl Worker {
             return Ok(record.clone());
         }
         if policy == "Never" {
-            let message = format!(
-                "Container image \"{image}\" is not present with pull policy of Never"
+            let message =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            self.agent.recorder.pod_event(
+                pod,
+                Some((&container.name, init)),
+                true,
+                "ErrImageNeverPull",
+                message.clone(),
             );
-            self.agent.recorder.pod_event(pod, Some((&container.name, init)), true, "ErrImageNeverPull", message.clone());
             return Err(Waiting {
                 reason: "ErrImageNeverPull".into(),
                 message,
@@ -858,7 +921,13 @@ impl Worker {
                 && now() < *until
             {
                 let message = format!("Back-off pulling image \"{image}\"");
-                self.agent.recorder.pod_event(pod, Some((&container.name, init)), false, "BackOff", message.clone());
+                self.agent.recorder.pod_event(
+                    pod,
+                    Some((&container.name, init)),
+                    false,
+                    "BackOff",
+                    message.clone(),
+                );
                 return Err(Waiting {
                     reason: "ImagePullBackOff".into(),
                     message,
@@ -884,7 +953,11 @@ impl Worker {
         .await;
         match outcome {
             Ok(pulled) => {
-                self.agent.pull_backoff.lock().expect("poisoned").remove(&image);
+                self.agent
+                    .pull_backoff
+                    .lock()
+                    .expect("poisoned")
+                    .remove(&image);
                 self.agent.recorder.pod_event(
                     pod,
                     Some((&container.name, init)),
@@ -903,13 +976,27 @@ impl Worker {
                 let message = e.to_string();
                 {
                     let mut backoff = self.agent.pull_backoff.lock().expect("poisoned");
-                    let entry = backoff.entry(image.clone()).or_insert((Backoff::default(), now()));
+                    let entry = backoff
+                        .entry(image.clone())
+                        .or_insert((Backoff::default(), now()));
                     entry.0.next(0);
                     let delay = entry.0.delay_secs;
                     entry.1 = now() + chrono::Duration::seconds(delay / 2);
                 }
-                self.agent.recorder.pod_event(pod, Some((&container.name, init)), true, "Failed", format!("Failed to pull image \"{image}\": {message}"));
-                self.agent.recorder.pod_event(pod, Some((&container.name, init)), true, "Failed", "Error: ErrImagePull".into());
+                self.agent.recorder.pod_event(
+                    pod,
+                    Some((&container.name, init)),
+                    true,
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": {message}"),
+                );
+                self.agent.recorder.pod_event(
+                    pod,
+                    Some((&container.name, init)),
+                    true,
+                    "Failed",
+                    "Error: ErrImagePull".into(),
+                );
                 Err(Waiting {
                     reason: "ErrImagePull".into(),
                     message,
@@ -919,16 +1006,26 @@ impl Worker {
     }
 
     async fn pull_credentials(&self, pod: &Pod) -> Vec<timonel_runtime::image::RegistryCredential> {
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let mut out = Vec::new();
         let secrets: Api<k8s_openapi::api::core::v1::Secret> =
             Api::namespaced(self.agent.client.clone(), &namespace);
-        for reference in pod.spec.as_ref().and_then(|s| s.image_pull_secrets.clone()).unwrap_or_default() {
+        for reference in pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+        {
             if let Ok(Some(secret)) = secrets.get_opt(&reference.name).await {
                 let data = secret.data.unwrap_or_default();
                 for key in [".dockerconfigjson", ".dockercfg"] {
                     if let Some(bytes) = data.get(key)
-                        && let Ok(creds) = timonel_runtime::image::credentials_from_docker_config(&bytes.0)
+                        && let Ok(creds) =
+                            timonel_runtime::image::credentials_from_docker_config(&bytes.0)
                     {
                         out.extend(creds);
                     }
@@ -939,13 +1036,23 @@ impl Worker {
     }
 
     /// Creates and starts one container; a `Waiting` explains why it could not.
-    async fn start(&mut self, pod: &Pod, container: &Container, init: bool, attempt: u32) -> Result<(), Waiting> {
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        init: bool,
+        attempt: u32,
+    ) -> Result<(), Waiting> {
         let image = self.ensure_image(pod, container, init).await?;
         let config_error = |message: String| Waiting {
             reason: "CreateContainerConfigError".into(),
             message,
         };
-        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let mut sources = Sources::new(&self.agent.client, &namespace);
         let env = environment(
             pod,
@@ -958,23 +1065,41 @@ impl Worker {
         .await
         .map_err(|e| config_error(e.to_string()))?
         .map_err(|ConfigError(m)| {
-            self.agent.recorder.pod_event(pod, Some((&container.name, init)), true, "Failed", format!("Error: {m}"));
+            self.agent.recorder.pod_event(
+                pod,
+                Some((&container.name, init)),
+                true,
+                "Failed",
+                format!("Error: {m}"),
+            );
             config_error(m)
         })?;
         let lower_dirs = self.agent.images.lower_dirs(&image);
         let passwd = lower_dirs
             .iter()
             .find_map(|d| fs::read_to_string(d.join("etc/passwd")).ok());
-        let (uid, gid) = user_of(pod, container, &image.config, passwd.as_deref()).map_err(|m| {
-            self.agent.recorder.pod_event(pod, Some((&container.name, init)), true, "Failed", format!("Error: {m}"));
-            config_error(m)
-        })?;
+        let (uid, gid) =
+            user_of(pod, container, &image.config, passwd.as_deref()).map_err(|m| {
+                self.agent.recorder.pod_event(
+                    pod,
+                    Some((&container.name, init)),
+                    true,
+                    "Failed",
+                    format!("Error: {m}"),
+                );
+                config_error(m)
+            })?;
         let volumes = self.volumes.clone().unwrap_or_default();
-        let mut mounts = crate::volumes::mounts_for(container, &volumes).map_err(|ConfigError(m)| config_error(m))?;
+        let mut mounts = crate::volumes::mounts_for(container, &volumes)
+            .map_err(|ConfigError(m)| config_error(m))?;
         let pod_dir = self.agent.pod_dir(&self.uid);
         let spec = pod.spec.as_ref();
         let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-        for (file, target) in [("etc-hosts", "/etc/hosts"), ("resolv.conf", "/etc/resolv.conf"), ("etc-hostname", "/etc/hostname")] {
+        for (file, target) in [
+            ("etc-hosts", "/etc/hosts"),
+            ("resolv.conf", "/etc/resolv.conf"),
+            ("etc-hostname", "/etc/hostname"),
+        ] {
             if !mounts.iter().any(|m| m.destination == target) {
                 mounts.push(BindMount {
                     source: pod_dir.join(file),
@@ -1006,10 +1131,18 @@ impl Worker {
         let mut env_strings: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let hostname = pod_hostname(pod);
         if !env.iter().any(|(k, _)| k == "HOSTNAME") {
-            env_strings.push(format!("HOSTNAME={}", if host_network { self.agent.node_name.clone() } else { hostname.clone() }));
+            env_strings.push(format!(
+                "HOSTNAME={}",
+                if host_network {
+                    self.agent.node_name.clone()
+                } else {
+                    hostname.clone()
+                }
+            ));
         }
         if !env.iter().any(|(k, _)| k == "PATH") {
-            env_strings.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+            env_strings
+                .push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         }
         let mut runtime_spec = ContainerSpec {
             args: command_line(container, &image.config, &env),
@@ -1023,14 +1156,30 @@ impl Worker {
             gid,
             hostname,
             tty: false,
-            network_namespace: if host_network { NamespaceMode::Host } else { join(&sandbox.net) },
+            network_namespace: if host_network {
+                NamespaceMode::Host
+            } else {
+                join(&sandbox.net)
+            },
             ipc_namespace: if host_ipc {
                 NamespaceMode::Host
             } else {
-                sandbox.ipc.clone().map(NamespaceMode::Join).unwrap_or(NamespaceMode::Private)
+                sandbox
+                    .ipc
+                    .clone()
+                    .map(NamespaceMode::Join)
+                    .unwrap_or(NamespaceMode::Private)
             },
-            uts_namespace: if host_network { NamespaceMode::Host } else { join(&sandbox.uts) },
-            pid_namespace: if host_pid { NamespaceMode::Host } else { NamespaceMode::Private },
+            uts_namespace: if host_network {
+                NamespaceMode::Host
+            } else {
+                join(&sandbox.uts)
+            },
+            pid_namespace: if host_pid {
+                NamespaceMode::Host
+            } else {
+                NamespaceMode::Private
+            },
             mounts,
             cgroup_path: format!("/timonel/pod{}/{id}", self.uid),
             lower_dirs,
@@ -1071,7 +1220,13 @@ impl Worker {
         })?;
         if let Err(e) = created {
             let message = e.to_string();
-            self.agent.recorder.pod_event(pod, Some((&container.name, init)), true, "Failed", format!("Error: {message}"));
+            self.agent.recorder.pod_event(
+                pod,
+                Some((&container.name, init)),
+                true,
+                "Failed",
+                format!("Error: {message}"),
+            );
             return Err(Waiting {
                 reason: "CreateContainerError".into(),
                 message,
@@ -1116,7 +1271,10 @@ impl Worker {
                 return Ok(());
             }
         }
-        if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
+        if let Some(hook) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
             && let Ok(info) = self.agent.runtime.inspect(&id)
             && let Err(message) = run_hook(&self.agent, &info, hook, pod).await
         {
@@ -1223,13 +1381,24 @@ impl Worker {
     }
 
     async fn post_status(&mut self, pod: &Pod, initialized: bool) -> anyhow::Result<()> {
-        let probe_results = self.probe_results.by_container.lock().expect("poisoned").clone();
+        let probe_results = self
+            .probe_results
+            .by_container
+            .lock()
+            .expect("poisoned")
+            .clone();
         let mut init = BTreeMap::new();
         let mut regular = BTreeMap::new();
         for (container, is_init) in all_containers(pod) {
             let list = self.attempts.get(&container.name);
             let latest = list.and_then(|l| l.last());
-            let previous = list.and_then(|l| if l.len() >= 2 { l.get(l.len() - 2) } else { None });
+            let previous = list.and_then(|l| {
+                if l.len() >= 2 {
+                    l.get(l.len() - 2)
+                } else {
+                    None
+                }
+            });
             let id = latest.map(|c| c.id.clone()).unwrap_or_default();
             let result = |kind| probe_results.get(&(id.clone(), kind)).copied();
             let view = ContainerView {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use timonel_runtime::native::ContainerRuntime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
-use timonel_runtime::native::ContainerRuntime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -62,7 +62,10 @@ pub async fn run_once(probe: &Probe, container: &Container, target: &Target) -> 
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
-        let cmd = match target.runtime.exec_command(&target.container_id, &command, false) {
+        let cmd = match target
+            .runtime
+            .exec_command(&target.container_id, &command, false)
+        {
             Ok(cmd) => cmd,
             Err(e) => return Outcome::Failure(e.to_string()),
         };
@@ -110,7 +113,12 @@ pub async fn run_once(probe: &Probe, container: &Container, target: &Target) -> 
             return Outcome::Failure(format!("invalid port {:?}", tcp.port));
         };
         let host = tcp.host.clone().unwrap_or_else(|| target.pod_ip.clone());
-        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+        return match tokio::time::timeout(
+            timeout,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
             Ok(Ok(_)) => Outcome::Success,
             Ok(Err(e)) => Outcome::Failure(format!("dial tcp {host}:{port}: {e}")),
             Err(_) => Outcome::Failure(format!("dial tcp {host}:{port}: i/o timeout")),
@@ -125,11 +133,21 @@ async fn http_get(host: &str, port: u16, path: &str, headers: &[(String, String)
         Ok(s) => s,
         Err(e) => return Outcome::Failure(format!("Get \"{url}\": dial tcp {host}:{port}: {e}")),
     };
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n");
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("user-agent")) {
-        request.push_str(&format!("User-Agent: kube-probe/{}\r\n", &crate::KUBELET_VERSION[1..5]));
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n");
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("user-agent"))
+    {
+        request.push_str(&format!(
+            "User-Agent: kube-probe/{}\r\n",
+            &crate::KUBELET_VERSION[1..5]
+        ));
     }
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+    {
         request.push_str("Accept: */*\r\n");
     }
     for (k, v) in headers {
@@ -257,7 +275,10 @@ mod tests {
             "name": "c", "ports": [{"name": "http", "containerPort": 8080}]
         }))
         .unwrap();
-        assert_eq!(port_number(&IntOrString::String("http".into()), &c), Some(8080));
+        assert_eq!(
+            port_number(&IntOrString::String("http".into()), &c),
+            Some(8080)
+        );
         assert_eq!(port_number(&IntOrString::Int(80), &c), Some(80));
         assert_eq!(port_number(&IntOrString::String("nope".into()), &c), None);
     }
@@ -276,7 +297,10 @@ mod tests {
                     .await;
             }
         });
-        assert_eq!(http_get("127.0.0.1", port, "/", &[]).await, Outcome::Success);
+        assert_eq!(
+            http_get("127.0.0.1", port, "/", &[]).await,
+            Outcome::Success
+        );
         assert_eq!(
             http_get("127.0.0.1", port, "/", &[]).await,
             Outcome::Failure("HTTP probe failed with statuscode: 500".into())

@@ -23,7 +23,10 @@ pub fn reset(data_dir: &Path, bridge: &str, remove_data: bool) -> anyhow::Result
         let deadline = Instant::now() + Duration::from_secs(10);
         for c in &containers {
             while Instant::now() < deadline
-                && matches!(runtime.inspect(&c.id).map(|i| i.state), Ok(ContainerState::Running(_)))
+                && matches!(
+                    runtime.inspect(&c.id).map(|i| i.state),
+                    Ok(ContainerState::Running(_))
+                )
             {
                 std::thread::sleep(Duration::from_millis(50));
             }

@@ -38,7 +38,12 @@ fn container_id(info: &ContainerInfo) -> String {
     format!("timonel://{}", info.id)
 }
 
-fn terminated_reason(info: &ContainerInfo, code: i32, oom: bool, error: Option<&str>) -> &'static str {
+fn terminated_reason(
+    info: &ContainerInfo,
+    code: i32,
+    oom: bool,
+    error: Option<&str>,
+) -> &'static str {
     let _ = info;
     if oom {
         "OOMKilled"
@@ -111,10 +116,12 @@ fn container_status(c: &Container, view: &ContainerView<'_>) -> Value {
         if let Some(waiting) = view.waiting {
             // Back-off after an exit: the exit becomes lastState, the state waits.
             status["lastState"] = state_of(latest);
-            status["state"] = json!({"waiting": {"reason": waiting.reason, "message": waiting.message}});
+            status["state"] =
+                json!({"waiting": {"reason": waiting.reason, "message": waiting.message}});
         }
     } else if let Some(waiting) = view.waiting {
-        status["state"] = json!({"waiting": {"reason": waiting.reason, "message": waiting.message}});
+        status["state"] =
+            json!({"waiting": {"reason": waiting.reason, "message": waiting.message}});
     }
     status
 }
@@ -169,7 +176,13 @@ fn phase(pod: &Pod, initialized: bool, statuses: &[Value], init_failed: bool) ->
     "Pending"
 }
 
-fn condition(previous: Option<&Value>, kind: &str, ok: bool, reason: Option<&str>, now: &str) -> Value {
+fn condition(
+    previous: Option<&Value>,
+    kind: &str,
+    ok: bool,
+    reason: Option<&str>,
+    now: &str,
+) -> Value {
     let status = if ok { "True" } else { "False" };
     let old = previous
         .and_then(|s| s["conditions"].as_array())
@@ -194,37 +207,84 @@ fn condition(previous: Option<&Value>, kind: &str, ok: bool, reason: Option<&str
 pub fn pod_status(inputs: &Inputs<'_>) -> Value {
     let pod = inputs.pod;
     let spec = pod.spec.as_ref();
-    let previous = pod.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or_default());
+    let previous = pod
+        .status
+        .as_ref()
+        .map(|s| serde_json::to_value(s).unwrap_or_default());
     let init_statuses: Vec<Value> = spec
         .and_then(|s| s.init_containers.as_ref())
         .into_iter()
         .flatten()
-        .map(|c| container_status(c, inputs.init.get(&c.name).unwrap_or(&ContainerView::default())))
+        .map(|c| {
+            container_status(
+                c,
+                inputs
+                    .init
+                    .get(&c.name)
+                    .unwrap_or(&ContainerView::default()),
+            )
+        })
         .collect();
     let statuses: Vec<Value> = spec
         .map(|s| s.containers.as_slice())
         .unwrap_or(&[])
         .iter()
-        .map(|c| container_status(c, inputs.regular.get(&c.name).unwrap_or(&ContainerView::default())))
+        .map(|c| {
+            container_status(
+                c,
+                inputs
+                    .regular
+                    .get(&c.name)
+                    .unwrap_or(&ContainerView::default()),
+            )
+        })
         .collect();
     let init_failed = init_statuses.iter().any(|s| {
-        s["state"]["terminated"]["exitCode"].as_i64().is_some_and(|c| c != 0)
+        s["state"]["terminated"]["exitCode"]
+            .as_i64()
+            .is_some_and(|c| c != 0)
     });
     let phase = phase(pod, inputs.initialized, &statuses, init_failed);
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s["ready"] == true);
     let terminal = phase == "Succeeded" || phase == "Failed";
-    let not_ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let mut conditions = vec![
-        condition(previous.as_ref(), "PodReadyToStartContainers", inputs.sandbox_ready && !terminal, None, inputs.now),
+        condition(
+            previous.as_ref(),
+            "PodReadyToStartContainers",
+            inputs.sandbox_ready && !terminal,
+            None,
+            inputs.now,
+        ),
         condition(
             previous.as_ref(),
             "Initialized",
             inputs.initialized,
-            Some(if terminal { "PodCompleted" } else { "ContainersNotInitialized" }),
+            Some(if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotInitialized"
+            }),
             inputs.now,
         ),
-        condition(previous.as_ref(), "Ready", all_ready, Some(not_ready_reason), inputs.now),
-        condition(previous.as_ref(), "ContainersReady", all_ready, Some(not_ready_reason), inputs.now),
+        condition(
+            previous.as_ref(),
+            "Ready",
+            all_ready,
+            Some(not_ready_reason),
+            inputs.now,
+        ),
+        condition(
+            previous.as_ref(),
+            "ContainersReady",
+            all_ready,
+            Some(not_ready_reason),
+            inputs.now,
+        ),
     ];
     // Explain which containers are not ready, as upstream does.
     if !all_ready {
@@ -246,7 +306,10 @@ pub fn pod_status(inputs: &Inputs<'_>) -> Value {
             .filter(|s| s["state"]["terminated"]["exitCode"] != 0)
             .filter_map(|s| s["name"].as_str())
             .collect();
-        conditions[1]["message"] = json!(format!("containers with incomplete status: [{}]", pending.join(" ")));
+        conditions[1]["message"] = json!(format!(
+            "containers with incomplete status: [{}]",
+            pending.join(" ")
+        ));
     }
     if let Some(scheduled) = previous
         .as_ref()
@@ -366,9 +429,20 @@ mod tests {
         assert_eq!(c["ready"], true);
         assert_eq!(c["state"]["running"]["startedAt"], "2026-01-01T00:00:01Z");
         assert_eq!(c["containerID"], "timonel://id0");
-        let ready = s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        let ready = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
         assert_eq!(ready["status"], "True");
-        assert!(s["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "PodScheduled"));
+        assert!(
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "PodScheduled")
+        );
     }
 
     #[test]
@@ -419,13 +493,19 @@ mod tests {
             },
         );
         assert_eq!(s["phase"], "Failed");
-        assert_eq!(s["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "OOMKilled"
+        );
     }
 
     #[test]
     fn no_container_yet_is_pending_container_creating() {
         let s = status_with(&pod("Always"), ContainerView::default());
         assert_eq!(s["phase"], "Pending");
-        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ContainerCreating"
+        );
     }
 }

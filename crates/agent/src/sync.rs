@@ -401,7 +401,11 @@ mod tests {
         );
         latest.insert(
             "a".into(),
-            info("a", 0, exited(0, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z")),
+            info(
+                "a",
+                0,
+                exited(0, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"),
+            ),
         );
         let plan2 = run(&p, &latest, &mut backoff, "2026-01-01T00:00:01Z");
         assert_eq!(
@@ -414,7 +418,11 @@ mod tests {
         );
         latest.insert(
             "b".into(),
-            info("b", 0, exited(0, "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z")),
+            info(
+                "b",
+                0,
+                exited(0, "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"),
+            ),
         );
         let plan3 = run(&p, &latest, &mut backoff, "2026-01-01T00:00:02Z");
         assert!(plan3.initialized);
@@ -436,7 +444,11 @@ mod tests {
         // First exit: restart at once.
         latest.insert(
             "app".into(),
-            info("app", 0, exited(1, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z")),
+            info(
+                "app",
+                0,
+                exited(1, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"),
+            ),
         );
         let first = run(&p, &latest, &mut backoff, "2026-01-01T00:00:01Z");
         assert_eq!(
@@ -450,19 +462,31 @@ mod tests {
         // Second exit: 10 s back-off.
         latest.insert(
             "app".into(),
-            info("app", 1, exited(1, "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z")),
+            info(
+                "app",
+                1,
+                exited(1, "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z"),
+            ),
         );
         let second = run(&p, &latest, &mut backoff, "2026-01-01T00:00:03Z");
         assert!(second.actions.is_empty());
         assert_eq!(second.waiting["app"].reason, "CrashLoopBackOff");
-        assert!(second.waiting["app"].message.starts_with("back-off 10s restarting failed container=app pod=p_default(u1)"));
+        assert!(
+            second.waiting["app"]
+                .message
+                .starts_with("back-off 10s restarting failed container=app pod=p_default(u1)")
+        );
         assert_eq!(second.wake_in_secs, Some(9));
         let later = run(&p, &latest, &mut backoff, "2026-01-01T00:00:12Z");
         assert_eq!(later.actions.len(), 1);
         // Third exit: 20 s.
         latest.insert(
             "app".into(),
-            info("app", 2, exited(1, "2026-01-01T00:00:12Z", "2026-01-01T00:00:13Z")),
+            info(
+                "app",
+                2,
+                exited(1, "2026-01-01T00:00:12Z", "2026-01-01T00:00:13Z"),
+            ),
         );
         let third = run(&p, &latest, &mut backoff, "2026-01-01T00:00:14Z");
         assert!(third.waiting["app"].message.starts_with("back-off 20s"));
@@ -478,7 +502,11 @@ mod tests {
         let mut latest = BTreeMap::new();
         latest.insert(
             "app".into(),
-            info("app", 0, exited(1, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z")),
+            info(
+                "app",
+                0,
+                exited(1, "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"),
+            ),
         );
         let plan = run(&p, &latest, &mut BTreeMap::new(), "2026-01-01T00:00:05Z");
         assert!(plan.actions.is_empty());

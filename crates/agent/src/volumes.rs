@@ -52,8 +52,11 @@ fn project_keys(
             .map(|item| {
                 check_relative(&item.path)?;
                 let content = data.get(&item.key).ok_or_else(|| {
-                    ConfigError(format!("configmap references non-existent config key: {}", item.key))
-                        .with_kind(what)
+                    ConfigError(format!(
+                        "configmap references non-existent config key: {}",
+                        item.key
+                    ))
+                    .with_kind(what)
                 })?;
                 Ok(Payload {
                     path: item.path.clone(),
@@ -68,7 +71,10 @@ fn project_keys(
 impl ConfigError {
     fn with_kind(self, what: &str) -> ConfigError {
         if what == "secret" {
-            ConfigError(self.0.replace("configmap references non-existent config key", "references non-existent secret key"))
+            ConfigError(self.0.replace(
+                "configmap references non-existent config key",
+                "references non-existent secret key",
+            ))
         } else {
             self
         }
@@ -78,10 +84,7 @@ impl ConfigError {
 /// Writes `payload` into `dir` the atomic-writer way.
 pub fn write_atomic(dir: &Path, payload: &[Payload]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
-    let stamp = format!(
-        "..{}",
-        chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S.%f")
-    );
+    let stamp = format!("..{}", chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S.%f"));
     let data_dir = dir.join(&stamp);
     fs::create_dir_all(&data_dir)?;
     for file in payload {
@@ -135,7 +138,10 @@ fn mount_tmpfs(target: &Path, size: Option<u64>) -> std::io::Result<()> {
 fn is_mountpoint(path: &Path) -> bool {
     let wanted = path.display().to_string();
     fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(wanted.as_str())))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
+        })
         .unwrap_or(false)
 }
 
@@ -185,10 +191,16 @@ pub async fn prepare(
                     }
                 }
                 "Directory" if !path.is_dir() => {
-                    return Ok(Err(ConfigError(format!("hostPath type check failed: {} is not a directory", host.path))));
+                    return Ok(Err(ConfigError(format!(
+                        "hostPath type check failed: {} is not a directory",
+                        host.path
+                    ))));
                 }
                 "File" if !path.is_file() => {
-                    return Ok(Err(ConfigError(format!("hostPath type check failed: {} is not a file", host.path))));
+                    return Ok(Err(ConfigError(format!(
+                        "hostPath type check failed: {} is not a file",
+                        host.path
+                    ))));
                 }
                 _ => {}
             }
@@ -198,7 +210,10 @@ pub async fn prepare(
         fs::create_dir_all(&dir)?;
         if let Some(empty) = &volume.empty_dir {
             if empty.medium.as_deref() == Some("Memory") {
-                let size = empty.size_limit.as_ref().map(crate::containers::memory_bytes);
+                let size = empty
+                    .size_limit
+                    .as_ref()
+                    .map(crate::containers::memory_bytes);
                 mount_tmpfs(&dir, size)?;
             }
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))?;
@@ -220,7 +235,12 @@ pub async fn prepare(
                     }
                 }
                 None if cm.optional == Some(true) => Vec::new(),
-                None => return Ok(Err(ConfigError(format!("configmap \"{}\" not found", cm.name)))),
+                None => {
+                    return Ok(Err(ConfigError(format!(
+                        "configmap \"{}\" not found",
+                        cm.name
+                    ))));
+                }
             }
         } else if let Some(secret) = &volume.secret {
             let name = secret.secret_name.clone().unwrap_or_default();
@@ -248,34 +268,59 @@ pub async fn prepare(
                 if let Some(cm) = &source.config_map {
                     match sources.config_map(&cm.name).await? {
                         Some(data) => {
-                            let bytes = data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                            let bytes =
+                                data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
                             match project_keys(&bytes, cm.items.as_ref(), mode, "configmap") {
                                 Ok(p) => files.extend(p),
                                 Err(e) => return Ok(Err(e)),
                             }
                         }
                         None if cm.optional == Some(true) => {}
-                        None => return Ok(Err(ConfigError(format!("configmap \"{}\" not found", cm.name)))),
+                        None => {
+                            return Ok(Err(ConfigError(format!(
+                                "configmap \"{}\" not found",
+                                cm.name
+                            ))));
+                        }
                     }
                 }
                 if let Some(secret) = &source.secret {
                     match sources.secret_bytes(&secret.name).await? {
-                        Some(data) => match project_keys(&data, secret.items.as_ref(), mode, "secret") {
-                            Ok(p) => files.extend(p),
-                            Err(e) => return Ok(Err(e)),
-                        },
+                        Some(data) => {
+                            match project_keys(&data, secret.items.as_ref(), mode, "secret") {
+                                Ok(p) => files.extend(p),
+                                Err(e) => return Ok(Err(e)),
+                            }
+                        }
                         None if secret.optional == Some(true) => {}
-                        None => return Ok(Err(ConfigError(format!("secret \"{}\" not found", secret.name)))),
+                        None => {
+                            return Ok(Err(ConfigError(format!(
+                                "secret \"{}\" not found",
+                                secret.name
+                            ))));
+                        }
                     }
                 }
                 if let Some(downward) = &source.downward_api {
-                    match downward_payload(pod, downward.items.as_ref(), mode, node_cpus, node_memory) {
+                    match downward_payload(
+                        pod,
+                        downward.items.as_ref(),
+                        mode,
+                        node_cpus,
+                        node_memory,
+                    ) {
                         Ok(p) => files.extend(p),
                         Err(e) => return Ok(Err(e)),
                     }
                 }
                 if let Some(token) = &source.service_account_token {
-                    let content = service_account_token(pod, sources, token.expiration_seconds, token.audience.clone()).await;
+                    let content = service_account_token(
+                        pod,
+                        sources,
+                        token.expiration_seconds,
+                        token.audience.clone(),
+                    )
+                    .await;
                     files.push(Payload {
                         path: token.path.clone(),
                         content: content.into_bytes(),
@@ -283,7 +328,10 @@ pub async fn prepare(
                     });
                 }
                 if let Some(ctb) = &source.cluster_trust_bundle {
-                    tracing::debug!("clusterTrustBundle {:?} projection is not supported", ctb.name);
+                    tracing::debug!(
+                        "clusterTrustBundle {:?} projection is not supported",
+                        ctb.name
+                    );
                 }
             }
             files
@@ -325,9 +373,17 @@ fn downward_payload(
                 .as_ref()
                 .and_then(|s| s.containers.iter().find(|c| c.name == name));
             let Some(container) = container else {
-                return Err(ConfigError(format!("resourceFieldRef: container {name:?} not found")));
+                return Err(ConfigError(format!(
+                    "resourceFieldRef: container {name:?} not found"
+                )));
             };
-            resource_value(container, &r.resource, r.divisor.as_ref().map(|d| d.0.as_str()), node_cpus, node_memory)?
+            resource_value(
+                container,
+                &r.resource,
+                r.divisor.as_ref().map(|d| d.0.as_str()),
+                node_cpus,
+                node_memory,
+            )?
         } else {
             String::new()
         };
@@ -376,7 +432,10 @@ async fn service_account_token(
         return String::new();
     };
     match sources.client.request::<serde_json::Value>(request).await {
-        Ok(reply) => reply["status"]["token"].as_str().unwrap_or_default().to_string(),
+        Ok(reply) => reply["status"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         Err(e) => {
             tracing::warn!("service account token for pod {:?}: {e}", pod.metadata.name);
             String::new()
@@ -468,7 +527,12 @@ mod tests {
             path: "x".into(),
             mode: None,
         }];
-        assert!(project_keys(&data, Some(&missing), 0o644, "secret").unwrap_err().0.contains("secret key"));
+        assert!(
+            project_keys(&data, Some(&missing), 0o644, "secret")
+                .unwrap_err()
+                .0
+                .contains("secret key")
+        );
     }
 
     #[test]

@@ -132,8 +132,14 @@ impl NodeFlags {
         })
     }
 
-    fn agent_config(&self, server: &str, token: &str, data_dir: PathBuf) -> timonel_agent::AgentConfig {
-        let mut config = timonel_agent::AgentConfig::new(server, token, &self.node_name(), data_dir);
+    fn agent_config(
+        &self,
+        server: &str,
+        token: &str,
+        data_dir: PathBuf,
+    ) -> timonel_agent::AgentConfig {
+        let mut config =
+            timonel_agent::AgentConfig::new(server, token, &self.node_name(), data_dir);
         config.node_ip = self.node_ip.clone();
         config.kubelet_port = self.kubelet_port;
         config.bridge = self.bridge.clone();
@@ -152,6 +158,9 @@ struct AgentArgs {
     /// Where credentials, images, containers and logs live.
     #[arg(long, default_value = "/var/lib/timonel/agent")]
     data_dir: PathBuf,
+    /// The cluster's pod range (the server's --cluster-cidr): blackholed on this host.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     #[command(flatten)]
     node: NodeFlags,
 }
@@ -377,14 +386,21 @@ fn main() {
             Command::Bench { what } => bench::run(what).await,
             Command::Image { what } => image_cmd::run(what),
             Command::Agent(args) => {
-                let config = args.node.agent_config(&args.server, &args.token, args.data_dir);
+                let mut config = args
+                    .node
+                    .agent_config(&args.server, &args.token, args.data_dir);
+                config.cluster_cidr = args.cluster_cidr.clone();
                 tokio::select! {
                     r = timonel_agent::run(config) => r,
                     _ = shutdown_signal() => Ok(()),
                 }
             }
-            Command::Reset(args) => timonel_agent::reset::reset(&args.data_dir, &args.bridge, args.remove_data),
-            Command::ContainerShim { .. } | Command::ContainerExec { .. } => unreachable!("handled above"),
+            Command::Reset(args) => {
+                timonel_agent::reset::reset(&args.data_dir, &args.bridge, args.remove_data)
+            }
+            Command::ContainerShim { .. } | Command::ContainerExec { .. } => {
+                unreachable!("handled above")
+            }
         }
     });
     if let Err(err) = result {
@@ -421,7 +437,10 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if !args.disable_agent {
         let token = std::fs::read_to_string(data_dir.join("server").join("node-token"))?;
         let url = format!("https://127.0.0.1:{}", server.address.port());
-        let agent = args.node.agent_config(&url, token.trim(), data_dir.join("agent"));
+        let mut agent = args
+            .node
+            .agent_config(&url, token.trim(), data_dir.join("agent"));
+        agent.cluster_cidr = args.controllers.cluster_cidr.clone();
         tokio::spawn(async move {
             if let Err(e) = timonel_agent::run(agent).await {
                 eprintln!("timonel: node agent stopped: {e:#}");

@@ -145,7 +145,10 @@ pub struct Exited {
 pub enum ContainerState {
     Created,
     Running(Started),
-    Exited { started: Option<Started>, exited: Exited },
+    Exited {
+        started: Option<Started>,
+        exited: Exited,
+    },
 }
 
 /// A container found on disk, with its state.
@@ -267,10 +270,12 @@ pub fn now_rfc3339() -> String {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| RuntimeError::Io {
-            context: format!("reading {}", path.display()),
-            source: io::Error::new(io::ErrorKind::InvalidData, e),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| RuntimeError::Io {
+                context: format!("reading {}", path.display()),
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
     }
@@ -309,11 +314,12 @@ fn mount_overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
         MountFlags::empty(),
         Some(options.as_c_str()),
     )
-    .map_err(|e| {
-        RuntimeError::Io {
-            context: format!("mounting the overlay root filesystem at {}", target.display()),
-            source: e.into(),
-        }
+    .map_err(|e| RuntimeError::Io {
+        context: format!(
+            "mounting the overlay root filesystem at {}",
+            target.display()
+        ),
+        source: e.into(),
     })
 }
 
@@ -354,7 +360,12 @@ impl ContainerRuntime for NativeRuntime {
             return Err(RuntimeError::Start("the image has no layers".into()));
         }
         if !is_mounted(&rootfs) {
-            mount_overlay(&spec.lower_dirs, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+            mount_overlay(
+                &spec.lower_dirs,
+                &dir.join("upper"),
+                &dir.join("work"),
+                &rootfs,
+            )?;
         }
         let config = oci::runtime_config(spec, &rootfs);
         write_json_atomic(&bundle.join("config.json"), &config)?;

@@ -391,7 +391,10 @@ mod tests {
         let ns = config["linux"]["namespaces"].as_array().unwrap();
         assert_eq!(ns[0]["type"], "network");
         assert_eq!(ns[0]["path"], "/run/timonel/netns/p/net");
-        assert!(config.get("hostname").is_none(), "the pod's UTS namespace has it");
+        assert!(
+            config.get("hostname").is_none(),
+            "the pod's UTS namespace has it"
+        );
         s.network_namespace = NamespaceMode::Host;
         let config = runtime_config(&s, Path::new("/r"));
         assert_eq!(config["mounts"][5]["type"], "bind");
@@ -428,7 +431,10 @@ mod tests {
         }];
         let config = runtime_config(&s, Path::new("/r"));
         assert_eq!(config["process"]["oomScoreAdj"], 0);
-        assert_eq!(config["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(
+            config["linux"]["seccomp"]["defaultAction"],
+            "SCMP_ACT_ALLOW"
+        );
         assert_eq!(config["root"]["readonly"], true);
         let last = config["mounts"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["destination"], "/etc/config");

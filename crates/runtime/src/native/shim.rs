@@ -16,7 +16,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::{ContainerSpec, Exited, Started, now_rfc3339, proc_stat, write_json_atomic};
-use crate::log::{LogWriter, Stream};
+use timonel_streaming::cri_log::{LogStream as Stream, LogWriter, LogWriterOptions};
 
 /// libcontainer's state root inside a container directory.
 fn state_root(dir: &Path) -> PathBuf {
@@ -72,7 +72,11 @@ pub fn shim_main(dir: &Path, id: &str) -> i32 {
 }
 
 fn redirect_stdio_to_null() {
-    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..=2 {
             // SAFETY: dup2 onto the standard descriptors, which we own.
             unsafe {
@@ -104,7 +108,7 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
         Ok(spec) => spec,
         Err(e) => return record_failure(dir, &format!("reading the container spec: {e}"), ready),
     };
-    let writer = match LogWriter::open(&spec.log_path) {
+    let writer = match LogWriter::open(&spec.log_path, LogWriterOptions::default()) {
         Ok(w) => Arc::new(Mutex::new(w)),
         Err(e) => {
             return record_failure(
@@ -207,7 +211,9 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
 fn wait_for(init: Pid) -> WaitStatus {
     loop {
         match waitpid(Pid::from_raw(-1), None) {
-            Ok(status @ (WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _))) if p == init => {
+            Ok(status @ (WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _)))
+                if p == init =>
+            {
                 return status;
             }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
@@ -232,7 +238,7 @@ fn copy_to_log(fd: OwnedFd, stream: Stream, writer: &Mutex<LogWriter>) {
         }
     }
     if let Ok(mut w) = writer.lock() {
-        let _ = w.flush_partial(stream);
+        let _ = w.finish(stream);
     }
 }
 
@@ -265,7 +271,9 @@ fn oom_kills(cgroup_path: &str) -> u64 {
         Path::new("/sys/fs/cgroup/memory")
             .join(relative)
             .join("memory.oom_control"),
-        Path::new("/sys/fs/cgroup").join(relative).join("memory.events"),
+        Path::new("/sys/fs/cgroup")
+            .join(relative)
+            .join("memory.events"),
         Path::new("/sys/fs/cgroup/unified")
             .join(relative)
             .join("memory.events"),

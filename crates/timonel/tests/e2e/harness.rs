@@ -368,9 +368,17 @@ impl Cluster {
     /// Starts `timonel agent` for node `name` against this cluster, with its data in
     /// `data_dir`, its kubelet API on `kubelet_port` and pods on bridge `bridge`, and waits
     /// until the Node is Ready. `extra` are more agent flags.
-    pub fn agent(&self, name: &str, data_dir: &Path, kubelet_port: u16, bridge: &str, extra: &[&str]) -> Process {
-        let token = std::fs::read_to_string(self.dir.join("server").join("server").join("node-token"))
-            .expect("the server wrote its node token");
+    pub fn agent(
+        &self,
+        name: &str,
+        data_dir: &Path,
+        kubelet_port: u16,
+        bridge: &str,
+        extra: &[&str],
+    ) -> Process {
+        let token =
+            std::fs::read_to_string(self.dir.join("server").join("server").join("node-token"))
+                .expect("the server wrote its node token");
         let mut args: Vec<String> = vec![
             "agent".into(),
             "--server".into(),
