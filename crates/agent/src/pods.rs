@@ -637,6 +637,29 @@ impl Worker {
                 now: now(),
             },
         );
+        for (name, waiting) in &plan.waiting {
+            // One BackOff event per exit, as upstream's event aggregation shows it.
+            let announced = self.waiting.get(name) == Some(waiting);
+            if waiting.reason == "CrashLoopBackOff" && !announced {
+                let init = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.init_containers.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| &c.name == name));
+                self.agent.recorder.pod_event(
+                    pod,
+                    Some((name, init)),
+                    true,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {name} in pod {}_{}({})",
+                        pod.metadata.name.as_deref().unwrap_or(""),
+                        pod.metadata.namespace.as_deref().unwrap_or(""),
+                        self.uid
+                    ),
+                );
+            }
+        }
         self.waiting = plan.waiting.clone();
         if let Some(secs) = plan.wake_in_secs {
             next = next

@@ -340,12 +340,27 @@ pub fn exec_main(dir: &Path, id: &str, command: Vec<String>) -> i32 {
         eprintln!("container-exec: no command");
         return 126;
     }
+    // An exec runs as the container's user, in its working directory.
+    let spec: Option<ContainerSpec> = fs::read(dir.join("spec.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(state_root(dir))
         .map(|b| {
-            b.as_tenant()
+            let mut tenant = b
+                .as_tenant()
                 .with_detach(false)
-                .with_container_args(command.clone())
+                .with_container_args(command.clone());
+            if let Some(spec) = &spec {
+                tenant = tenant
+                    .with_user(Some(spec.uid))
+                    .with_group(Some(spec.gid))
+                    .with_additional_gids(spec.additional_gids.clone());
+                if !spec.working_dir.is_empty() {
+                    tenant = tenant.with_cwd(Some(PathBuf::from(&spec.working_dir)));
+                }
+            }
+            tenant
         })
         .and_then(|b| b.build());
     let pid = match built {
