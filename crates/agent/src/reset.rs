@@ -9,7 +9,12 @@ use timonel_runtime::native::{ContainerRuntime, ContainerState, NativeRuntime};
 /// Kills and removes every container, unmounts pod volumes, removes the `timonel` cgroups,
 /// the pods' namespaces and veths, the bridge and the blackhole routes; with `remove_data`
 /// also the data dir.
-pub fn reset(data_dir: &Path, bridge: &str, remove_data: bool) -> anyhow::Result<()> {
+pub fn reset(
+    data_dir: &Path,
+    bridge: &str,
+    cluster_cidr: &str,
+    remove_data: bool,
+) -> anyhow::Result<()> {
     crate::check_prerequisites()?;
     let containers_dir = data_dir.join("containers");
     if containers_dir.exists() {
@@ -43,7 +48,9 @@ pub fn reset(data_dir: &Path, bridge: &str, remove_data: bool) -> anyhow::Result
         bridge: bridge.to_string(),
         pod_cidr: "10.42.0.0/24".parse().expect("valid"),
         blackhole_cidrs: vec![
-            "10.42.0.0/16".parse().expect("valid"),
+            cluster_cidr
+                .parse()
+                .with_context(|| format!("--cluster-cidr {cluster_cidr}"))?,
             "10.43.0.0/16".parse().expect("valid"),
         ],
         state_dir: data_dir.join("net"),

@@ -20,6 +20,8 @@ pub enum BenchCommand {
     Api(ApiBenchArgs),
     /// Scheduler end to end: pods bound per second (creation -> binding seen by watch) and RSS.
     Scheduler(SchedulerBenchArgs),
+    /// Node agent: pod startup latency (creation -> Running seen by watch), agent RSS. Root.
+    Pods(crate::bench_pods::PodsBenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -64,14 +66,15 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Api(args) => api(args).await,
         BenchCommand::Scheduler(args) => scheduler(args).await,
+        BenchCommand::Pods(args) => crate::bench_pods::pods(args).await,
     }
 }
 
 /// A `timonel server` child process on a free port with a throwaway data dir.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    data_dir: PathBuf,
-    kubeconfig: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) kubeconfig: PathBuf,
     ready_after: Duration,
     _etcd: Option<timonel_store::testing::EtcdServer>,
 }
@@ -84,13 +87,13 @@ impl Drop for ServerProcess {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -118,7 +121,10 @@ async fn start_server(store: &str) -> anyhow::Result<ServerProcess> {
 }
 
 /// Starts a server process with `flags` added (which loops run inside it).
-async fn start_server_with(store: &str, flags: &[&str]) -> anyhow::Result<ServerProcess> {
+pub(crate) async fn start_server_with(
+    store: &str,
+    flags: &[&str],
+) -> anyhow::Result<ServerProcess> {
     let data_dir = std::env::temp_dir().join(format!("timonel-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir)?;
@@ -181,13 +187,13 @@ fn http_get(path: &str) -> anyhow::Result<http::Request<Vec<u8>>> {
     Ok(http::Request::get(path).body(Vec::new())?)
 }
 
-async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
+pub(crate) async fn client(kubeconfig: &Path) -> anyhow::Result<Client> {
     let kubeconfig = Kubeconfig::read_from(kubeconfig)?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -195,7 +201,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 

@@ -1,6 +1,7 @@
 //! `timonel`: the one binary — control plane, (later) node agent, and benchmarks.
 
 mod bench;
+mod bench_pods;
 mod image_cmd;
 
 use std::net::IpAddr;
@@ -173,6 +174,9 @@ struct ResetArgs {
     /// The bridge pods attach to.
     #[arg(long, default_value = "timonel0")]
     bridge: String,
+    /// The cluster's pod range the agent blackholed (its --cluster-cidr).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     /// Also delete the data dir (images, credentials, logs).
     #[arg(long)]
     remove_data: bool,
@@ -395,9 +399,12 @@ fn main() {
                     _ = shutdown_signal() => Ok(()),
                 }
             }
-            Command::Reset(args) => {
-                timonel_agent::reset::reset(&args.data_dir, &args.bridge, args.remove_data)
-            }
+            Command::Reset(args) => timonel_agent::reset::reset(
+                &args.data_dir,
+                &args.bridge,
+                &args.cluster_cidr,
+                args.remove_data,
+            ),
             Command::ContainerShim { .. } | Command::ContainerExec { .. } => {
                 unreachable!("handled above")
             }

@@ -109,7 +109,7 @@ fn node() -> &'static Node {
             .tempdir()
             .unwrap()
             .keep();
-        let reset = cluster.reset_agent_at_exit(&data_dir, BRIDGE);
+        let reset = cluster.reset_agent_at_exit(&data_dir, BRIDGE, CLUSTER_CIDR);
         // The image: a tarball dropped into images/ (imported at start) and the same image
         // pushed to a local registry.
         let images = data_dir.join("images");

@@ -434,14 +434,21 @@ impl Cluster {
         }
     }
 
-    /// Runs `timonel reset --data-dir DATA_DIR --bridge BRIDGE --remove-data` once the test
+    /// Runs `timonel reset --data-dir DATA_DIR --bridge BRIDGE --cluster-cidr CIDR --remove-data` once the test
     /// process is gone (however it ends), so no container, mount or bridge outlives the tests.
-    pub fn reset_agent_at_exit(&self, data_dir: &Path, bridge: &str) -> Process {
+    pub fn reset_agent_at_exit(
+        &self,
+        data_dir: &Path,
+        bridge: &str,
+        cluster_cidr: &str,
+    ) -> Process {
+        // The agent gets the same SIGTERM at the same moment: let it stop first.
         let after = format!(
-            "'{}' reset --data-dir '{}' --bridge '{}' --remove-data",
+            "sleep 2; '{}' reset --data-dir '{}' --bridge '{}' --cluster-cidr '{}' --remove-data",
             env!("CARGO_BIN_EXE_timonel"),
             data_dir.display(),
-            bridge
+            bridge,
+            cluster_cidr
         );
         let inner = Supervised::spawn_with_after(
             "agent-reset",
