@@ -182,13 +182,11 @@ pub async fn prepare(
             let path = PathBuf::from(&host.path);
             match host.type_.as_deref().unwrap_or("") {
                 "DirectoryOrCreate" => fs::create_dir_all(&path)?,
-                "FileOrCreate" => {
-                    if !path.exists() {
-                        if let Some(p) = path.parent() {
-                            fs::create_dir_all(p)?;
-                        }
-                        fs::write(&path, b"")?;
+                "FileOrCreate" if !path.exists() => {
+                    if let Some(p) = path.parent() {
+                        fs::create_dir_all(p)?;
                     }
+                    fs::write(&path, b"")?;
                 }
                 "Directory" if !path.is_dir() => {
                     return Ok(Err(ConfigError(format!(

@@ -58,6 +58,8 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+// The registry's shell lives as long as the test process: it stops when its stdin closes.
+#[allow(clippy::zombie_processes)]
 fn start_registry(dir: &Path) -> (String, std::process::Child) {
     require("docker-registry", "docker-registry");
     require("skopeo", "skopeo");
