@@ -374,7 +374,7 @@ mod tests {
         assert!(
             user_of(&plain, &strict, &image(), None)
                 .unwrap_err()
-                .contains("non-root")
+                .contains("runAsNonRoot")
         );
     }
 

@@ -126,9 +126,19 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         config.kubelet_port,
         &config.data_dir,
     );
-    let registered = node::register(&client, &facts)
-        .await
-        .context("registering the Node")?;
+    // The API server may be starting or busy: keep trying, as kubelet does.
+    let mut attempt = 0u32;
+    let registered = loop {
+        match node::register(&client, &facts).await {
+            Ok(node) => break node,
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!("registering the Node (attempt {attempt}): {e:#}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.context("registering the Node")),
+        }
+    };
     let node_uid = registered.metadata.uid.clone().unwrap_or_default();
     tokio::spawn(heartbeat(client.clone(), facts.clone(), node_uid));
 

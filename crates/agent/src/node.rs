@@ -216,7 +216,8 @@ pub async fn register(client: &kube::Client, facts: &NodeFacts) -> anyhow::Resul
     post_status(client, facts, existing.as_ref()).await
 }
 
-/// Posts the node's status (heartbeat and facts).
+/// Posts the node's status (heartbeat and facts). Controllers write the Node at the same time
+/// (pod CIDR, taints): a conflict is retried, as kubelet's status updates are.
 pub async fn post_status(
     client: &kube::Client,
     facts: &NodeFacts,
@@ -224,13 +225,23 @@ pub async fn post_status(
 ) -> anyhow::Result<Node> {
     let nodes: Api<Node> = Api::all(client.clone());
     let status = facts.status(&now_seconds(), previous);
-    Ok(nodes
-        .patch_status(
-            &facts.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?)
+    let mut attempt = 0;
+    loop {
+        let result = nodes
+            .patch_status(
+                &facts.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await;
+        match result {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Renews (or creates) the node's Lease.

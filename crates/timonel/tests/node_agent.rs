@@ -95,7 +95,14 @@ fn start_registry(dir: &Path) -> (String, std::process::Child) {
 
 fn node() -> &'static Node {
     static NODE_CELL: OnceLock<Node> = OnceLock::new();
+    static TRIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     NODE_CELL.get_or_init(|| {
+        // One node per test process: a failed set-up is reported once, not retried with a
+        // second agent on the same bridge.
+        assert!(
+            !TRIED.swap(true, std::sync::atomic::Ordering::SeqCst),
+            "the shared node failed to start in an earlier test (see its failure)"
+        );
         assert!(
             rustix_is_root(),
             "the node agent tests need root (namespaces, cgroups, mounts): run them as root"
@@ -336,12 +343,16 @@ spec:
   - name: app
     image: busybox:1.36
     command: ["sh", "-c", "mkdir -p /www; echo ok > /www/index.html; httpd -f -p 8080 -h /www"]
+    # Exec probes start a helper process each; give them time on a loaded 2-core machine.
     readinessProbe:
       exec: {command: ["test", "-f", "/tmp/ready"]}
       periodSeconds: 1
+      timeoutSeconds: 10
     livenessProbe:
       httpGet: {path: /index.html, port: 8080}
       periodSeconds: 1
+      timeoutSeconds: 5
+      failureThreshold: 5
 "#,
     );
     s.eventually("liveness restarts", Duration::from_secs(60), || {
@@ -375,12 +386,26 @@ spec:
     );
     assert_eq!(ready, "False", "not ready before /tmp/ready exists");
     s.kubectl_ok(&["exec", "ready", "--", "touch", "/tmp/ready"]);
-    s.kubectl_ok(&[
-        "wait",
-        "--for=condition=Ready",
-        "pod/ready",
-        "--timeout=30s",
-    ]);
+    s.eventually("Ready after /tmp/ready exists", WAIT, || {
+        let ready = s.jsonpath(
+            "pod/ready",
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        );
+        if ready == "True" {
+            Ok(())
+        } else {
+            Err(format!(
+                "Ready {ready}; statuses {}; events {}",
+                s.jsonpath("pod/ready", "{.status.containerStatuses}"),
+                s.kubectl_ok(&[
+                    "get",
+                    "events",
+                    "--field-selector",
+                    "involvedObject.name=ready"
+                ])
+            ))
+        }
+    });
     // The HTTP liveness probe passes: no restart.
     assert_eq!(
         s.jsonpath("pod/ready", "{.status.containerStatuses[0].restartCount}"),
@@ -773,4 +798,93 @@ spec:
             Err(reason)
         }
     });
+}
+
+#[test]
+fn the_server_runs_its_own_agent_and_imports_images_while_it_runs() {
+    let _g = AGENT_LOCK.read().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        rustix_is_root(),
+        "the node agent tests need root: run them as root"
+    );
+    let kubelet_port = free_loopback_port().to_string();
+    let cluster = Cluster::start(
+        ClusterConfig::control_plane()
+            .with_agent()
+            .server_arg("--node-name")
+            .server_arg("inside")
+            .server_arg("--kubelet-port")
+            .server_arg(&kubelet_port)
+            .server_arg("--bridge")
+            .server_arg("timonelin0")
+            .server_arg("--cluster-cidr")
+            .server_arg("10.245.0.0/16"),
+    );
+    let agent_dir = cluster.dir.join("server").join("agent");
+    let s = cluster.session("inside");
+    s.eventually("the server's own node is Ready", WAIT, || {
+        let ready = s.jsonpath(
+            "node/inside",
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        );
+        if ready == "True" { Ok(()) } else { Err(ready) }
+    });
+    // Import while the agent runs.
+    let archive = cluster.dir.join("busybox.tar");
+    let built = Command::new(repo_root().join("scripts/build-busybox-image.sh"))
+        .arg(&archive)
+        .arg("docker.io/library/busybox:inside")
+        .output()
+        .unwrap();
+    assert!(built.status.success(), "{built:?}");
+    let imported = Command::new(env!("CARGO_BIN_EXE_timonel"))
+        .args(["image", "import"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(&agent_dir)
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    s.kubectl_ok(&[
+        "run",
+        "own",
+        "--image",
+        "busybox:inside",
+        "--",
+        "sh",
+        "-c",
+        "echo from the server agent; sleep 3600",
+    ]);
+    wait_phase(&s, "own", "Running");
+    assert!(
+        s.jsonpath("pod/own", "{.status.podIP}")
+            .starts_with("10.245.")
+    );
+    s.eventually("logs", WAIT, || {
+        let logs = s.kubectl_ok(&["logs", "own"]);
+        if logs.contains("from the server agent") {
+            Ok(())
+        } else {
+            Err(logs)
+        }
+    });
+    cluster.kill_server();
+    let reset = Command::new(env!("CARGO_BIN_EXE_timonel"))
+        .args([
+            "reset",
+            "--bridge",
+            "timonelin0",
+            "--cluster-cidr",
+            "10.245.0.0/16",
+            "--data-dir",
+        ])
+        .arg(&agent_dir)
+        .output()
+        .unwrap();
+    assert!(reset.status.success(), "{reset:?}");
+    let links = Command::new("ip").args(["-br", "link"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains("timonelin0"),
+        "reset removed the bridge"
+    );
 }

@@ -189,6 +189,7 @@ fn two_servers_elect_one_leader_and_hand_over() {
         store: Store::Etcd,
         control_plane: true,
         server_args: vec![],
+        agent: false,
     });
     let (server_b, kubeconfig_b) = cluster.second_server("server-b", &[]);
     let s = cluster.session("leader-election");

@@ -219,6 +219,8 @@ pub struct ClusterConfig {
     pub control_plane: bool,
     /// More `timonel server` flags (e.g. shortened node-lifecycle timings).
     pub server_args: Vec<String>,
+    /// Run the node agent inside the server (root; the test gives it its own bridge).
+    pub agent: bool,
 }
 
 impl ClusterConfig {
@@ -228,6 +230,7 @@ impl ClusterConfig {
             store,
             control_plane: false,
             server_args: Vec::new(),
+            agent: false,
         }
     }
 
@@ -237,7 +240,14 @@ impl ClusterConfig {
             store: Store::Sqlite,
             control_plane: true,
             server_args: Vec::new(),
+            agent: false,
         }
+    }
+
+    /// Keeps the server's own node agent (no `--disable-agent`).
+    pub fn with_agent(mut self) -> Self {
+        self.agent = true;
+        self
     }
 
     pub fn server_arg(mut self, arg: &str) -> Self {
@@ -542,8 +552,10 @@ impl Cluster {
             port.to_string(),
             "--write-kubeconfig".into(),
             kubeconfig.display().to_string(),
-            "--disable-agent".into(),
         ];
+        if !config.agent {
+            args.push("--disable-agent".into());
+        }
         if !config.control_plane {
             // Tests of the API server alone: no controller may change their objects.
             args.push("--disable-scheduler".into());
