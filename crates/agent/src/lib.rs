@@ -73,6 +73,16 @@ impl AgentConfig {
     }
 }
 
+/// Where an agent using `bridge` binds its pods' namespace files: one directory per bridge, so
+/// several agents on one host (tests, a local multi-node cluster) never touch each other's.
+pub fn netns_dir_for(bridge: &str) -> PathBuf {
+    if bridge == "timonel0" {
+        PathBuf::from("/run/timonel/netns")
+    } else {
+        PathBuf::from(format!("/run/timonel/netns-{bridge}"))
+    }
+}
+
 /// Fails loudly, with the fix, when the host cannot run containers.
 pub fn check_prerequisites() -> anyhow::Result<()> {
     if !rustix::process::geteuid().is_root() {

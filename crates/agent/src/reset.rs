@@ -20,6 +20,8 @@ pub fn reset(
     if containers_dir.exists() {
         let runtime = NativeRuntime::new(&containers_dir, "/bin/false")?;
         let containers = runtime.list()?;
+        let pod_uids: std::collections::BTreeSet<String> =
+            containers.iter().map(|c| c.meta.pod_uid.clone()).collect();
         for c in &containers {
             if matches!(c.state, ContainerState::Running(_)) {
                 let _ = runtime.signal(&c.id, 9);
@@ -39,11 +41,16 @@ pub fn reset(
                 eprintln!("timonel reset: container {}: {e}", c.id);
             }
         }
+        // Only this agent's cgroups: another agent on the host may be creating its own.
+        for uid in pod_uids {
+            timonel_runtime::native::shim::remove_cgroup_path(&format!("/timonel/pod{uid}"));
+        }
         println!("removed {} container(s)", containers.len());
     }
     crate::volumes::unmount_all(&data_dir.join("pods"));
     let _ = std::fs::remove_dir_all(data_dir.join("pods"));
-    timonel_runtime::native::shim::remove_all_cgroups("/timonel");
+    // The shared parent goes once empty (rmdir never removes a cgroup in use).
+    timonel_runtime::native::shim::remove_cgroup_path("/timonel");
     let config = timonel_net::NetConfig {
         bridge: bridge.to_string(),
         pod_cidr: "10.42.0.0/24".parse().expect("valid"),
@@ -54,7 +61,7 @@ pub fn reset(
             "10.43.0.0/16".parse().expect("valid"),
         ],
         state_dir: data_dir.join("net"),
-        netns_dir: "/run/timonel/netns".into(),
+        netns_dir: crate::netns_dir_for(bridge),
         mtu: 1500,
     };
     timonel_net::PodNetwork::linux(config)

@@ -144,6 +144,7 @@ impl NodeFlags {
         config.node_ip = self.node_ip.clone();
         config.kubelet_port = self.kubelet_port;
         config.bridge = self.bridge.clone();
+        config.netns_dir = timonel_agent::netns_dir_for(&self.bridge);
         config
     }
 }

@@ -316,23 +316,6 @@ pub fn remove_cgroup_path(cgroup_path: &str) {
     }
 }
 
-/// Removes every cgroup under `/timonel` (deepest first), for `timonel reset`.
-pub fn remove_all_cgroups(prefix: &str) {
-    fn sweep(dir: &Path) {
-        if let Ok(entries) = fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                    sweep(&entry.path());
-                }
-            }
-        }
-        let _ = fs::remove_dir(dir);
-    }
-    for root in CGROUP_ROOTS {
-        sweep(&Path::new(root).join(prefix.trim_start_matches('/')));
-    }
-}
-
 /// Entry point of `timonel container-exec DIR ID [--tty] -- CMD…`: runs CMD inside the
 /// container with this process's stdio and exits with its status.
 pub fn exec_main(dir: &Path, id: &str, command: Vec<String>) -> i32 {
