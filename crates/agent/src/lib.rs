@@ -191,6 +191,7 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         config.data_dir.join("containers"),
         &config.shim_exe,
     )?);
+    runtime.sweep_incomplete()?;
     let sandboxes = Arc::new(sandbox::NetSandboxes { network });
     let agent = pods::Agent::new(
         client.clone(),

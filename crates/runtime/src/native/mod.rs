@@ -203,6 +203,21 @@ impl NativeRuntime {
         &self.root
     }
 
+    /// Removes containers a crash left half-created (no `meta.json`). Only safe before any
+    /// container is being created, i.e. when the agent starts.
+    pub fn sweep_incomplete(&self) -> Result<()> {
+        let entries =
+            fs::read_dir(&self.root).map_err(io_err(format!("listing {}", self.root.display())))?;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if dir.is_dir() && !dir.join("meta.json").exists() {
+                let _ = unmount(&dir.join("bundle").join("rootfs"));
+                let _ = fs::remove_dir_all(&dir);
+            }
+        }
+        Ok(())
+    }
+
     fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
     }
@@ -450,12 +465,9 @@ impl ContainerRuntime for NativeRuntime {
             };
             match self.read_info(&id) {
                 Ok(info) => out.push(info),
-                Err(RuntimeError::NotFound(_)) => {
-                    // Half-created (no meta.json): nothing references it; clean it away.
-                    let dir = self.dir(&id);
-                    let _ = unmount(&dir.join("bundle").join("rootfs"));
-                    let _ = fs::remove_dir_all(&dir);
-                }
+                // Being created right now (meta.json comes last), or left half-created by a
+                // crash: `sweep_incomplete` at start removes the latter.
+                Err(RuntimeError::NotFound(_)) => {}
                 Err(e) => tracing::warn!("container {id}: {e}"),
             }
         }
