@@ -495,3 +495,75 @@ impl ContainerRuntime for NativeRuntime {
         Ok(cmd)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_leaves_containers_being_created_and_the_start_sweep_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = NativeRuntime::new(dir.path().join("containers"), "/bin/false").unwrap();
+        let creating = runtime.root().join("abc");
+        fs::create_dir_all(creating.join("bundle")).unwrap();
+        assert!(runtime.list().unwrap().is_empty());
+        assert!(
+            creating.exists(),
+            "a container without meta.json yet is left alone"
+        );
+        let meta = ContainerMeta {
+            pod_uid: "u".into(),
+            container_name: "c".into(),
+            ..ContainerMeta::default()
+        };
+        let done = runtime.root().join("def");
+        fs::create_dir_all(&done).unwrap();
+        write_json_atomic(&done.join("meta.json"), &meta).unwrap();
+        let listed = runtime.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, ContainerState::Created);
+        runtime.sweep_incomplete().unwrap();
+        assert!(!creating.exists());
+        assert!(done.exists());
+    }
+
+    #[test]
+    fn exits_and_vanished_processes_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = NativeRuntime::new(dir.path().join("containers"), "/bin/false").unwrap();
+        let c = runtime.root().join("x");
+        fs::create_dir_all(&c).unwrap();
+        write_json_atomic(&c.join("meta.json"), &ContainerMeta::default()).unwrap();
+        // A start record for a process that is not there: the container is gone (255).
+        let started = Started {
+            pid: i32::MAX - 1,
+            start_ticks: 1,
+            started_at: now_rfc3339(),
+        };
+        write_json_atomic(&c.join("started.json"), &started).unwrap();
+        match runtime.inspect("x").unwrap().state {
+            ContainerState::Exited { exited, .. } => assert_eq!(exited.exit_code, 255),
+            other => panic!("{other:?}"),
+        }
+        let exited = Exited {
+            exit_code: 137,
+            signal: Some(9),
+            oom_killed: true,
+            finished_at: now_rfc3339(),
+            error: None,
+        };
+        write_json_atomic(&c.join("exit.json"), &exited).unwrap();
+        match runtime.inspect("x").unwrap().state {
+            ContainerState::Exited { exited: e, .. } => assert!(e.oom_killed),
+            other => panic!("{other:?}"),
+        }
+        // Our own process is running.
+        let me = std::process::id() as i32;
+        let ticks = proc_stat(me).unwrap().1;
+        assert!(process_is(&Started {
+            pid: me,
+            start_ticks: ticks,
+            started_at: now_rfc3339(),
+        }));
+    }
+}
