@@ -273,25 +273,27 @@ fn statefulset_creates_pods_in_order_with_claims_and_scales_down_from_the_top() 
         "{events}"
     );
 
-    // Scaling down removes web-2, then web-1.
+    // Scaling down removes web-2, then web-1. A pod may be deleted gracefully (a
+    // deletionTimestamp first) or at once (only a DELETED event): either counts as going.
     let mut watch = s.spawn_kubectl(&[
         "get",
         "pods",
         "-l",
         "app=web",
         "--watch-only",
+        "--output-watch-events",
         "-o",
-        "jsonpath={.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}",
+        "jsonpath={.type} {.object.metadata.name} {.object.metadata.deletionTimestamp}{\"\\n\"}",
     ]);
     s.kubectl_ok(&["scale", "sts/web", "--replicas=1"]);
-    let first = watch.expect_line("a pod being deleted", Duration::from_secs(60), |l| {
-        l.split_whitespace().count() == 2
-    });
-    assert!(first.starts_with("web-2 "), "web-2 goes first: {first}");
+    let going = |l: &str| l.starts_with("DELETED ") || l.split_whitespace().count() == 3;
+    let first = watch.expect_line("a pod being deleted", Duration::from_secs(60), going);
+    let name_of = |l: &str| l.split_whitespace().nth(1).unwrap_or("").to_string();
+    assert_eq!(name_of(&first), "web-2", "web-2 goes first: {first}");
     let second = watch.expect_line("another pod being deleted", Duration::from_secs(60), |l| {
-        l.split_whitespace().count() == 2 && !l.starts_with("web-2 ")
+        going(l) && name_of(l) != "web-2"
     });
-    assert!(second.starts_with("web-1 "), "then web-1: {second}");
+    assert_eq!(name_of(&second), "web-1", "then web-1: {second}");
     s.eventually("only web-0 left", Duration::from_secs(60), || {
         let names = s.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
         if names.trim() == "pod/web-0" {
