@@ -189,7 +189,13 @@ fn lookup_by_uid(passwd: Option<&str>, uid: u32) -> Option<u32> {
 
 /// Fills the parts of `spec` that come from the container's security context and
 /// resources.
-pub fn apply_security_and_resources(pod: &Pod, container: &Container, spec: &mut ContainerSpec) {
+/// `node_memory` is the node's memory in bytes (Burstable OOM scores are relative to it).
+pub fn apply_security_and_resources(
+    pod: &Pod,
+    container: &Container,
+    node_memory: u64,
+    spec: &mut ContainerSpec,
+) {
     let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
     if let Some(groups) = pod_sc.and_then(|s| s.supplemental_groups.as_ref()) {
         spec.additional_gids = groups.iter().map(|g| *g as u32).collect();
@@ -228,12 +234,12 @@ pub fn apply_security_and_resources(pod: &Pod, container: &Container, spec: &mut
         .unwrap_or(0);
     spec.cpu_limit_millis = limits.get("cpu").map(cpu_millis);
     spec.memory_limit_bytes = limits.get("memory").map(memory_bytes);
-    spec.oom_score_adj = oom_score_adj(pod, container);
+    spec.oom_score_adj = oom_score_adj(pod, container, node_memory);
 }
 
 /// kubelet's OOM score policy by QoS class (Guaranteed −997, BestEffort 1000, Burstable in
 /// between by memory request); the runtime clamps negatives to 0 where the host forbids them.
-fn oom_score_adj(pod: &Pod, container: &Container) -> i32 {
+fn oom_score_adj(pod: &Pod, container: &Container, node_memory: u64) -> i32 {
     let qos = pod
         .status
         .as_ref()
@@ -250,9 +256,7 @@ fn oom_score_adj(pod: &Pod, container: &Container) -> i32 {
                 .and_then(|r| r.get("memory"))
                 .map(memory_bytes)
                 .unwrap_or(0);
-            let capacity = crate::node::NodeFacts::gather("", "", 0, std::path::Path::new("/"))
-                .memory_bytes
-                .max(1);
+            let capacity = node_memory.max(1);
             let score = 1000 - (1000 * request / capacity) as i32;
             score.clamp(2, 999)
         }

@@ -38,7 +38,6 @@ impl Recorder {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let now = chrono::Utc::now();
         let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let micro = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let mut involved = json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -72,7 +71,6 @@ impl Recorder {
             "reportingComponent": "kubelet",
             "reportingInstance": self.node_name,
         });
-        let _ = micro;
         let client = self.client.clone();
         tokio::spawn(async move {
             let Ok(event) = serde_json::from_value::<Event>(event) else {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,10 +86,6 @@ fn pod_key(pod: &Pod) -> String {
 
 fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
-}
-
-fn now_text() -> String {
-    now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn all_containers(pod: &Pod) -> Vec<(Container, bool)> {
@@ -662,9 +658,6 @@ impl Worker {
         }
         self.waiting = plan.waiting.clone();
         if let Some(secs) = plan.wake_in_secs {
-            next = next
-                .min(Duration::from_secs(secs.max(0) as u64 + 1))
-                .max(Duration::from_millis(200));
             next = Duration::from_secs(secs.max(0) as u64)
                 .max(Duration::from_millis(200))
                 .min(next);
@@ -1215,7 +1208,12 @@ impl Worker {
                 message: "no command specified".into(),
             });
         }
-        apply_security_and_resources(pod, container, &mut runtime_spec);
+        apply_security_and_resources(
+            pod,
+            container,
+            self.agent.facts.memory_bytes,
+            &mut runtime_spec,
+        );
         let meta = ContainerMeta {
             pod_uid: self.uid.clone(),
             pod_namespace: namespace.clone(),
@@ -1225,7 +1223,7 @@ impl Worker {
             image: container.image.clone().unwrap_or_default(),
             image_id: image.id.to_string(),
             log_path: runtime_spec.log_path.clone(),
-            created_at: now_text(),
+            created_at: crate::node::now_seconds(),
         };
         let runtime = Arc::clone(&self.agent.runtime);
         let images = Arc::clone(&self.agent.images);
@@ -1437,7 +1435,7 @@ impl Worker {
                 regular.insert(container.name.clone(), view);
             }
         }
-        let now = now_text();
+        let now = crate::node::now_seconds();
         let status = pod_status(&Inputs {
             pod,
             init,
@@ -1496,11 +1494,6 @@ pub fn pod_hostname(pod: &Pod) -> String {
         h.pop();
     }
     h
-}
-
-/// Reads an agent data dir's notion of where pod dirs live (for `timonel reset`).
-pub fn pods_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("pods")
 }
 
 #[cfg(test)]

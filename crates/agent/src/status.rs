@@ -38,13 +38,7 @@ fn container_id(info: &ContainerInfo) -> String {
     format!("timonel://{}", info.id)
 }
 
-fn terminated_reason(
-    info: &ContainerInfo,
-    code: i32,
-    oom: bool,
-    error: Option<&str>,
-) -> &'static str {
-    let _ = info;
+fn terminated_reason(code: i32, oom: bool, error: Option<&str>) -> &'static str {
     if oom {
         "OOMKilled"
     } else if error.is_some() {
@@ -64,7 +58,7 @@ fn state_of(info: &ContainerInfo) -> Value {
         ContainerState::Exited { started, exited } => {
             let mut t = json!({
                 "exitCode": exited.exit_code,
-                "reason": terminated_reason(info, exited.exit_code, exited.oom_killed, exited.error.as_deref()),
+                "reason": terminated_reason(exited.exit_code, exited.oom_killed, exited.error.as_deref()),
                 "startedAt": started.as_ref().map(|s| seconds(&s.started_at)).unwrap_or_else(|| seconds(&exited.finished_at)),
                 "finishedAt": seconds(&exited.finished_at),
                 "containerID": container_id(info),

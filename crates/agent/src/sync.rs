@@ -35,12 +35,6 @@ impl Backoff {
     }
 }
 
-/// The latest attempt of one container, as the planner sees it.
-#[derive(Debug, Clone)]
-pub struct Observed<'a> {
-    pub info: &'a ContainerInfo,
-}
-
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .ok()

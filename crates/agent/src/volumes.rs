@@ -52,11 +52,11 @@ fn project_keys(
             .map(|item| {
                 check_relative(&item.path)?;
                 let content = data.get(&item.key).ok_or_else(|| {
-                    ConfigError(format!(
-                        "configmap references non-existent config key: {}",
-                        item.key
-                    ))
-                    .with_kind(what)
+                    ConfigError(if what == "secret" {
+                        format!("references non-existent secret key: {}", item.key)
+                    } else {
+                        format!("configmap references non-existent config key: {}", item.key)
+                    })
                 })?;
                 Ok(Payload {
                     path: item.path.clone(),
@@ -65,19 +65,6 @@ fn project_keys(
                 })
             })
             .collect(),
-    }
-}
-
-impl ConfigError {
-    fn with_kind(self, what: &str) -> ConfigError {
-        if what == "secret" {
-            ConfigError(self.0.replace(
-                "configmap references non-existent config key",
-                "references non-existent secret key",
-            ))
-        } else {
-            self
-        }
     }
 }
 
@@ -117,7 +104,7 @@ pub fn write_atomic(dir: &Path, payload: &[Payload]) -> std::io::Result<()> {
 
 fn mount_tmpfs(target: &Path, size: Option<u64>) -> std::io::Result<()> {
     use rustix::mount::{MountFlags, mount};
-    if is_mountpoint(target) {
+    if timonel_runtime::native::is_mounted(target) {
         return Ok(());
     }
     let options = match size {
@@ -133,16 +120,6 @@ fn mount_tmpfs(target: &Path, size: Option<u64>) -> std::io::Result<()> {
         Some(options.as_c_str()),
     )
     .map_err(std::io::Error::from)
-}
-
-fn is_mountpoint(path: &Path) -> bool {
-    let wanted = path.display().to_string();
-    fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
-        })
-        .unwrap_or(false)
 }
 
 /// Unmounts every tmpfs under a pod's volume directory (before it is removed).

@@ -338,7 +338,8 @@ fn mount_overlay(lower: &[PathBuf], upper: &Path, work: &Path, target: &Path) ->
     })
 }
 
-fn is_mounted(target: &Path) -> bool {
+/// True when something is mounted at `target` (from `/proc/self/mountinfo`).
+pub fn is_mounted(target: &Path) -> bool {
     let Ok(mounts) = fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
