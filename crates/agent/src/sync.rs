@@ -17,6 +17,8 @@ pub const BACKOFF_RESET_SECS: i64 = 600;
 pub struct Backoff {
     /// Seconds to wait after the last exit before the next start; 0 = none yet.
     pub delay_secs: i64,
+    /// The delay charged to the latest exit (what its CrashLoopBackOff waits).
+    pub applied_secs: i64,
 }
 
 impl Backoff {
@@ -26,6 +28,7 @@ impl Backoff {
             self.delay_secs = 0;
         }
         let current = self.delay_secs;
+        self.applied_secs = current;
         self.delay_secs = if current == 0 {
             BACKOFF_INITIAL_SECS
         } else {
@@ -142,7 +145,7 @@ fn restart_gate(
             return Ok(());
         }
     }
-    let delay = previous_delay(&entry.0);
+    let delay = entry.0.applied_secs;
     let ends = finished + chrono::Duration::seconds(delay);
     if ctx.now >= ends {
         return Ok(());
@@ -164,16 +167,6 @@ fn restart_gate(
         },
         left,
     ))
-}
-
-/// The delay that applies to the exit just charged (the value before doubling).
-fn previous_delay(b: &Backoff) -> i64 {
-    match b.delay_secs {
-        0 => 0,
-        BACKOFF_INITIAL_SECS => 0,
-        d if d >= BACKOFF_MAX_SECS => BACKOFF_MAX_SECS,
-        d => d / 2,
-    }
 }
 
 /// Plans the next steps for a pod that is not being deleted.
@@ -531,6 +524,14 @@ mod tests {
                 reason: "Liveness probe failed".into()
             }]
         );
+    }
+
+    #[test]
+    fn the_delay_shown_is_the_one_charged_up_to_the_cap() {
+        let mut b = Backoff::default();
+        let charged: Vec<i64> = (0..8).map(|_| b.next(1)).collect();
+        assert_eq!(charged, [0, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(b.applied_secs, 300);
     }
 
     #[test]
