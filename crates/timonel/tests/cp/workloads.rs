@@ -275,16 +275,23 @@ fn statefulset_creates_pods_in_order_with_claims_and_scales_down_from_the_top() 
 
     // Scaling down removes web-2, then web-1. A pod may be deleted gracefully (a
     // deletionTimestamp first) or at once (only a DELETED event): either counts as going.
+    // The watch lists first (three ADDED lines) and then watches from that list's
+    // resourceVersion, so scaling only after the listing cannot slip past the watch.
     let mut watch = s.spawn_kubectl(&[
         "get",
         "pods",
         "-l",
         "app=web",
-        "--watch-only",
+        "--watch",
         "--output-watch-events",
         "-o",
         "jsonpath={.type} {.object.metadata.name} {.object.metadata.deletionTimestamp}{\"\\n\"}",
     ]);
+    for _ in 0..3 {
+        watch.expect_line("the listing of a pod", Duration::from_secs(30), |l| {
+            l.starts_with("ADDED ")
+        });
+    }
     s.kubectl_ok(&["scale", "sts/web", "--replicas=1"]);
     let going = |l: &str| l.starts_with("DELETED ") || l.split_whitespace().count() == 3;
     let first = watch.expect_line("a pod being deleted", Duration::from_secs(60), going);
