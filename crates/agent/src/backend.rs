@@ -179,11 +179,58 @@ impl NodeBackend for AgentBackend {
         })
     }
 
+    /// Attaches to the container's output: what it writes to stdout and stderr from now on,
+    /// read from its log as the shim records it, until it exits.
+    /// Containers here run with stdin on /dev/null, so an attached stdin is read and dropped,
+    /// as kubelet does for a container without `stdin: true`.
     async fn attach(&self, req: ExecRequest) -> Result<ExecProcess, BackendError> {
-        let _ = self.running_container(&req.target)?;
-        Err(bad_request(
-            "attach is not supported by this node yet: use kubectl logs -f or kubectl exec".into(),
-        ))
+        self.running_container(&req.target)?;
+        let (files, running) = self.logs(&req.target, false).await?;
+        let follow = |stdout: bool| {
+            let options = timonel_streaming::cri_log::LogOptions {
+                follow: true,
+                tail_lines: Some(0),
+                stdout,
+                stderr: !stdout,
+                running: Some(running.clone()),
+                ..Default::default()
+            };
+            let files = files.clone();
+            async move {
+                let lines = timonel_streaming::cri_log::read_logs(files, options).await;
+                Box::new(tokio_util::io::StreamReader::new(lines))
+                    as Box<dyn tokio::io::AsyncRead + Send + Unpin>
+            }
+        };
+        let stdout = if req.stdout || req.tty {
+            Some(follow(true).await)
+        } else {
+            None
+        };
+        let stderr = if req.stderr && !req.tty {
+            Some(follow(false).await)
+        } else {
+            None
+        };
+        // As containerd's attach: the session ends, successfully, when the container stops.
+        let mut running = running;
+        let exit = Box::pin(async move {
+            while *running.borrow_and_update() {
+                if running.changed().await.is_err() {
+                    break;
+                }
+            }
+            Ok(0)
+        });
+        Ok(ExecProcess {
+            stdin: req.stdin.then(|| {
+                Box::new(tokio::io::sink()) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>
+            }),
+            stdout,
+            stderr,
+            resize: None,
+            exit,
+        })
     }
 
     async fn port_forward(

@@ -141,8 +141,7 @@ fn busybox_archive() -> &'static Path {
             );
             let dir = tempfile::tempdir().unwrap();
             let out = dir.path().join("busybox.tar");
-            let script =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-busybox-image.sh");
+            let script = manifest_dir().join("../../scripts/build-busybox-image.sh");
             let output = Command::new("bash")
                 .arg(&script)
                 .arg(&out)
@@ -646,4 +645,12 @@ fn falls_back_past_an_unreachable_mirror() {
             .ends_with("docker.io/library/busybox:does-not-exist: not found"),
         "{err}"
     );
+}
+
+/// This package's directory, read at run time: cargo may reuse a test binary that another
+/// checkout sharing the target dir built, and the path compiled into it may be gone.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -4,8 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// This package's directory, read at run time: cargo may reuse a test binary that another
+/// checkout sharing the target dir built, and the path compiled into it may be gone.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    manifest_dir().join("../..")
 }
 
 fn timonel(args: &[&str], data_dir: &Path) -> Output {

@@ -55,7 +55,7 @@ fn require(binary: &str, package: &str) {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    e2e::harness::manifest_dir().join("../..")
 }
 
 // The registry's shell lives as long as the test process: it stops when its stdin closes.
@@ -258,6 +258,32 @@ fn a_pod_runs_and_kubectl_reads_its_logs_and_execs_into_it() {
     follow.expect_line("a followed line", Duration::from_secs(20), |l| {
         l.starts_with("tick")
     });
+    // attach shows what the container writes from now on.
+    let mut attached = s.spawn_kubectl(&["attach", "app"]);
+    attached.expect_line("an attached line", Duration::from_secs(20), |l| {
+        l.starts_with("tick")
+    });
+    drop(attached);
+    // ... both streams, until the container exits; then kubectl attach ends successfully.
+    s.kubectl_ok(&[
+        "run",
+        "brief",
+        "--restart=Never",
+        "--image",
+        IMAGE,
+        "--",
+        "sh",
+        "-c",
+        "sleep 6; echo bye; echo oops >&2",
+    ]);
+    wait_phase(&s, "brief", "Running");
+    let out = s.kubectl(&["attach", "brief"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "bye\n", "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{out:?}"
+    );
     // The image was imported from the dropped tarball: no pull.
     let events = s.kubectl_ok(&[
         "get",

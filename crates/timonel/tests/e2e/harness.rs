@@ -1185,11 +1185,17 @@ pub fn scalar_text(value: &serde_json::Value) -> String {
     }
 }
 
+/// This package's directory, read at run time: cargo may reuse a test binary that another
+/// checkout sharing the target dir built, and the path compiled into it may be gone.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Fixture `name` from tests/fixtures with every `${KEY}` replaced by its value.
 pub fn fixture(name: &str, vars: &[(&str, &str)]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = manifest_dir().join("tests/fixtures").join(name);
     let mut text = std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("cannot read fixture {}: {err}", path.display()));
     for (key, value) in vars {
