@@ -207,6 +207,10 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
         },
     );
     tokio::spawn(image_gc(Arc::clone(&agent)));
+    tokio::spawn(sweep_local_volumes(
+        client.clone(),
+        PathBuf::from(&agent.facts.storage_dir),
+    ));
     server::start(&agent, &credentials, config.kubelet_port).await?;
     watch_pods(agent, &config.node_name).await
 }
@@ -267,6 +271,41 @@ async fn image_gc(agent: Arc<pods::Agent>) {
             Ok(Ok(n)) => tracing::info!("image GC removed {n} image(s)"),
             Ok(Err(e)) => tracing::warn!("image GC: {e:#}"),
             Err(e) => tracing::warn!("image GC: {e}"),
+        }
+    }
+}
+
+/// Removes the directories of local-path volumes deleted after their claim went (reclaim
+/// policy Delete), as local-path-provisioner's cleanup does. The directories are read before
+/// the volumes are listed: a directory exists only once its volume does, so a volume made
+/// meanwhile cannot lose its directory.
+async fn sweep_local_volumes(client: kube::Client, storage_dir: PathBuf) {
+    use k8s_openapi::api::core::v1::PersistentVolume;
+    let volumes: kube::Api<PersistentVolume> = kube::Api::all(client);
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let dirs = crate::volumes::local_path_dirs(&storage_dir);
+        if dirs.is_empty() {
+            continue;
+        }
+        let existing: HashSet<String> = match volumes.list_metadata(&Default::default()).await {
+            Ok(list) => list
+                .items
+                .into_iter()
+                .filter_map(|v| v.metadata.name)
+                .collect(),
+            Err(e) => {
+                tracing::warn!("listing persistent volumes: {e}");
+                continue;
+            }
+        };
+        for (volume, path) in dirs {
+            if !existing.contains(&volume) {
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => tracing::info!("removed the directory of deleted volume {volume}"),
+                    Err(e) => tracing::warn!("removing {}: {e}", path.display()),
+                }
+            }
         }
     }
 }

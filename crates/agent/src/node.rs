@@ -31,6 +31,8 @@ pub struct NodeFacts {
     pub machine_id: String,
     pub boot_id: String,
     pub architecture: String,
+    /// Where this node keeps local-path volumes (announced on the Node for the provisioner).
+    pub storage_dir: String,
 }
 
 fn first_line(path: &str) -> String {
@@ -75,6 +77,7 @@ impl NodeFacts {
                 .unwrap_or(1),
             memory_bytes: memory_total_bytes(),
             ephemeral_storage_bytes: disk_bytes(data_dir),
+            storage_dir: data_dir.join("storage").display().to_string(),
             kernel_version: uname.release().to_string_lossy().into_owned(),
             os_image: os_image(),
             machine_id: first_line("/etc/machine-id"),
@@ -188,6 +191,9 @@ fn now_micros() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
+/// Read by the local-path provisioner (timonel-controllers' `volumes::NODE_DIR_ANNOTATION`).
+pub const LOCAL_PATH_DIR_ANNOTATION: &str = "timonel.io/local-path-dir";
+
 /// Creates the Node if missing (with the labels kubelet sets) and posts its status.
 pub async fn register(client: &kube::Client, facts: &NodeFacts) -> anyhow::Result<Node> {
     let nodes: Api<Node> = Api::all(client.clone());
@@ -205,6 +211,7 @@ pub async fn register(client: &kube::Client, facts: &NodeFacts) -> anyhow::Resul
                     "beta.kubernetes.io/os": "linux",
                     "beta.kubernetes.io/arch": facts.architecture,
                 },
+                "annotations": {LOCAL_PATH_DIR_ANNOTATION: facts.storage_dir},
             },
         }))?;
         match nodes.create(&PostParams::default(), &node).await {
@@ -212,6 +219,18 @@ pub async fn register(client: &kube::Client, facts: &NodeFacts) -> anyhow::Resul
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
+    } else if existing
+        .as_ref()
+        .and_then(|n| n.metadata.annotations.as_ref())
+        .and_then(|a| a.get(LOCAL_PATH_DIR_ANNOTATION))
+        != Some(&facts.storage_dir)
+    {
+        // The agent may come back with another data dir.
+        let patch =
+            json!({"metadata": {"annotations": {LOCAL_PATH_DIR_ANNOTATION: facts.storage_dir}}});
+        nodes
+            .patch(&facts.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
     }
     post_status(client, facts, existing.as_ref()).await
 }
@@ -302,6 +321,7 @@ mod tests {
             machine_id: "m".into(),
             boot_id: "b".into(),
             architecture: "amd64".into(),
+            storage_dir: "/var/lib/timonel/agent/storage".into(),
         }
     }
 

@@ -184,11 +184,8 @@ impl Agent {
     pub async fn cleanup_orphan(self: &Arc<Self>, uid: &str) {
         let containers: Vec<ContainerInfo> = self
             .runtime
-            .list()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|c| c.meta.pod_uid == uid)
-            .collect();
+            .list_matching(&|meta| meta.pod_uid == uid)
+            .unwrap_or_default();
         for c in &containers {
             if matches!(c.state, ContainerState::Running(_)) {
                 stop_container(self, c, 2, None).await;
@@ -237,15 +234,12 @@ impl Agent {
     ) -> Option<ContainerInfo> {
         let mut attempts: Vec<ContainerInfo> = self
             .runtime
-            .list()
-            .ok()?
-            .into_iter()
-            .filter(|c| {
-                c.meta.pod_namespace == namespace
-                    && c.meta.pod_name == pod
-                    && c.meta.container_name == container
+            .list_matching(&|meta| {
+                meta.pod_namespace == namespace
+                    && meta.pod_name == pod
+                    && meta.container_name == container
             })
-            .collect();
+            .ok()?;
         attempts.sort_by_key(|c| c.meta.attempt);
         if previous {
             let n = attempts.len();
@@ -262,10 +256,10 @@ impl Agent {
     pub fn pod_netns(&self, namespace: &str, pod: &str) -> Option<PathBuf> {
         let uid = self
             .runtime
-            .list()
+            .list_matching(&|meta| meta.pod_namespace == namespace && meta.pod_name == pod)
             .ok()?
             .into_iter()
-            .find(|c| c.meta.pod_namespace == namespace && c.meta.pod_name == pod)?
+            .next()?
             .meta
             .pod_uid;
         let path = self.pod_dir(&uid).join("sandbox.json");
@@ -435,13 +429,17 @@ impl Worker {
 
     fn refresh(&mut self) {
         let mut attempts: BTreeMap<String, Vec<ContainerInfo>> = BTreeMap::new();
-        for info in self.agent.runtime.list().unwrap_or_default() {
-            if info.meta.pod_uid == self.uid {
-                attempts
-                    .entry(info.meta.container_name.clone())
-                    .or_default()
-                    .push(info);
-            }
+        let uid = &self.uid;
+        let mine = self
+            .agent
+            .runtime
+            .list_matching(&|meta| &meta.pod_uid == uid)
+            .unwrap_or_default();
+        for info in mine {
+            attempts
+                .entry(info.meta.container_name.clone())
+                .or_default()
+                .push(info);
         }
         for list in attempts.values_mut() {
             list.sort_by_key(|c| c.meta.attempt);

@@ -370,6 +370,7 @@ mod tests {
                 pid: 1,
                 start_ticks: 1,
                 started_at: "2026-01-01T00:00:01.5Z".into(),
+                ..Default::default()
             }),
             exited: Exited {
                 exit_code: code,
@@ -406,6 +407,7 @@ mod tests {
                 pid: 1,
                 start_ticks: 1,
                 started_at: "2026-01-01T00:00:01.25Z".into(),
+                ..Default::default()
             }),
         );
         let s = status_with(

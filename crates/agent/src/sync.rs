@@ -324,6 +324,7 @@ mod tests {
                 pid: 1,
                 start_ticks: 0,
                 started_at: started.into(),
+                ..Default::default()
             }),
             exited: Exited {
                 exit_code: code,
@@ -340,6 +341,7 @@ mod tests {
             pid: 1,
             start_ticks: 0,
             started_at: "2026-01-01T00:00:00Z".into(),
+            ..Default::default()
         })
     }
 

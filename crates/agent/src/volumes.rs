@@ -310,11 +310,15 @@ pub async fn prepare(
                 }
             }
             files
-        } else if volume.persistent_volume_claim.is_some() {
-            return Ok(Err(ConfigError(format!(
-                "volume {:?}: persistentVolumeClaim volumes are not supported by this node yet",
-                volume.name
-            ))));
+        } else if let Some(claim) = &volume.persistent_volume_claim {
+            match claimed_path(sources, &claim.claim_name).await? {
+                Ok(path) => {
+                    let _ = fs::remove_dir(&dir);
+                    out.insert(volume.name.clone(), path);
+                    continue;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
         } else {
             // Kinds a single node cannot provide (cloud disks, NFS, …) mount as empty dirs
             // would hide data: refuse them.
@@ -327,6 +331,79 @@ pub async fn prepare(
         out.insert(volume.name.clone(), dir);
     }
     Ok(Ok(out))
+}
+
+/// The host directory behind a claim: its bound volume's hostPath (created on first use, as
+/// the local-path provisioner's volumes are) or local path. A claim not bound yet is a
+/// retryable mount failure, as kubelet's volume manager waits for it.
+async fn claimed_path(
+    sources: &Sources<'_>,
+    claim_name: &str,
+) -> anyhow::Result<Result<PathBuf, ConfigError>> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let claims: kube::Api<PersistentVolumeClaim> =
+        kube::Api::namespaced(sources.client.clone(), sources.namespace);
+    let Some(claim) = claims.get_opt(claim_name).await? else {
+        return Ok(Err(ConfigError(format!(
+            "persistentvolumeclaim \"{claim_name}\" not found"
+        ))));
+    };
+    let bound = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| !v.is_empty());
+    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+    let (Some(volume_name), Some("Bound")) = (bound, phase) else {
+        return Ok(Err(ConfigError(format!(
+            "unbound PersistentVolumeClaim \"{claim_name}\": waiting for it to be bound"
+        ))));
+    };
+    let volumes: kube::Api<PersistentVolume> = kube::Api::all(sources.client.clone());
+    let Some(volume) = volumes.get_opt(&volume_name).await? else {
+        return Ok(Err(ConfigError(format!(
+            "persistentvolume \"{volume_name}\" of claim \"{claim_name}\" not found"
+        ))));
+    };
+    let spec = volume.spec.unwrap_or_default();
+    if let Some(host) = spec.host_path {
+        let path = PathBuf::from(&host.path);
+        if !path.is_dir() {
+            fs::create_dir_all(&path)?;
+            // Any user of the pod may write, as local-path-provisioner's volumes allow.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o777))?;
+        }
+        return Ok(Ok(path));
+    }
+    if let Some(local) = spec.local {
+        let path = PathBuf::from(&local.path);
+        if !path.exists() {
+            return Ok(Err(ConfigError(format!(
+                "local volume {volume_name}: path {} does not exist",
+                local.path
+            ))));
+        }
+        return Ok(Ok(path));
+    }
+    Ok(Err(ConfigError(format!(
+        "persistentvolume {volume_name}: only hostPath and local volumes can be mounted on this node"
+    ))))
+}
+
+/// The local-path volume directories under `storage_dir` with the volume each belongs to:
+/// `pvc-<uid>_<namespace>_<claim>` holds volume `pvc-<uid>`. Nothing else there is touched.
+pub fn local_path_dirs(storage_dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = fs::read_dir(storage_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let volume = name.split('_').next().filter(|v| v.starts_with("pvc-"))?;
+            Some((volume.to_string(), entry.path()))
+        })
+        .collect()
 }
 
 fn downward_payload(
@@ -451,6 +528,18 @@ pub fn mounts_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_path_directories_name_their_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["pvc-a_ns_data", "keep-me"] {
+            fs::create_dir_all(dir.path().join(name)).unwrap();
+        }
+        assert_eq!(
+            local_path_dirs(dir.path()),
+            vec![("pvc-a".to_string(), dir.path().join("pvc-a_ns_data"))]
+        );
+    }
 
     #[test]
     fn atomic_writer_layout_and_update() {

@@ -60,7 +60,11 @@ pub fn prepare_create(state: &State, info: &ResourceInfo, obj: &mut Value) -> Re
         ("", "Namespace") => {
             obj["status"] = json!({"phase": "Active"});
         }
-        ("", "PersistentVolumeClaim") | ("", "PersistentVolume") => {
+        ("", "PersistentVolumeClaim") => {
+            default_storage_class(state, obj);
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        ("", "PersistentVolume") => {
             obj["status"] = json!({"phase": "Pending"});
         }
         ("", "Service") => {
@@ -179,6 +183,44 @@ const SYSTEM_PRIORITIES: &[(&str, i64)] = &[
 
 /// Upstream's Priority admission: `priorityClassName` (or the global default class) sets
 /// `spec.priority` and `spec.preemptionPolicy`; an unknown class is refused.
+/// Upstream's DefaultStorageClass admission: a claim that names no class (the field absent,
+/// not `""`) gets the default one; with several defaults, the newest.
+fn default_storage_class(state: &State, claim: &mut Value) {
+    if !claim["spec"]["storageClassName"].is_null() {
+        return;
+    }
+    let (classes, _, _) = state.cache.list(
+        "/registry/storage.k8s.io/storageclasses/",
+        None,
+        |_| true,
+        0,
+    );
+    let default = classes
+        .iter()
+        .map(|(_, c)| c.value())
+        .filter(|c| {
+            let annotations = &c["metadata"]["annotations"];
+            annotations["storageclass.kubernetes.io/is-default-class"] == "true"
+                || annotations["storageclass.beta.kubernetes.io/is-default-class"] == "true"
+        })
+        .max_by(|a, b| {
+            let created = |c: &Value| {
+                c["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            created(a)
+                .cmp(&created(b))
+                .then_with(|| name_of(b).cmp(name_of(a)))
+        });
+    if let Some(class) = default
+        && claim["spec"].is_object()
+    {
+        claim["spec"]["storageClassName"] = json!(name_of(&class));
+    }
+}
+
 fn resolve_priority(state: &State, pod: &mut Value) -> Result<(), ApiError> {
     let (classes, _, _) = state.cache.list(
         "/registry/scheduling.k8s.io/priorityclasses/",

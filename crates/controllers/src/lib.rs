@@ -22,6 +22,7 @@ pub mod replicaset;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod tainteviction;
+pub mod volumes;
 
 /// Settings shared by every controller.
 #[derive(Debug, Clone)]
@@ -118,6 +119,7 @@ pub async fn run_all(client: kube::Client, options: ControllerOptions) -> anyhow
         podgc::run(client.clone(), options.clone()),
         nodeipam::run(client.clone(), options.clone()),
         serviceaccount::run(client.clone(), options.clone()),
+        volumes::run(client.clone(), options.clone()),
         disruption::run(client, options),
     )?;
     Ok(())

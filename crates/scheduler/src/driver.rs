@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{
-    Binding, Event, EventSource, Namespace, Node, ObjectReference, Pod, PodCondition,
+    Binding, Event, EventSource, Namespace, Node, ObjectReference, PersistentVolumeClaim, Pod,
+    PodCondition,
 };
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
@@ -193,6 +194,7 @@ pub async fn run(client: kube::Client, options: SchedulerOptions) -> anyhow::Res
         r = watch_pods(scheduler.clone()) => r,
         r = watch_namespaces(scheduler.clone()) => r,
         r = watch_priority_classes(scheduler.clone()) => r,
+        r = watch_volumes(scheduler.clone()) => r,
         r = retry_ticker(scheduler.clone()) => r,
         r = schedule_loop(scheduler.clone()) => r,
     }
@@ -271,6 +273,61 @@ async fn watch_priority_classes(s: Arc<Scheduler>) -> anyhow::Result<()> {
         }
     }
     anyhow::bail!("priority class watch ended")
+}
+
+/// Claims, volumes and storage classes for the VolumeBinding filter; a change may make a
+/// waiting pod schedulable (its claim created, bound, or its class added).
+async fn watch_volumes(s: Arc<Scheduler>) -> anyhow::Result<()> {
+    use crate::core::volumes::VolumeCatalog;
+    fn name_of<K: kube::Resource>(object: &K) -> String {
+        object.meta().name.clone().unwrap_or_default()
+    }
+    tokio::select! {
+        r = watch_into_catalog(&s, "claim", |c: &mut VolumeCatalog, event| match event {
+            WatchEvent::Init => c.clear_claims(),
+            WatchEvent::InitApply(claim) | WatchEvent::Apply(claim) => c.upsert_claim(claim),
+            WatchEvent::Delete(claim) => c.remove_claim(
+                claim.metadata.namespace.as_deref().unwrap_or_default(),
+                &name_of(&claim),
+            ),
+            WatchEvent::InitDone => {}
+        }) => r,
+        r = watch_into_catalog(&s, "volume", |c: &mut VolumeCatalog, event| match event {
+            WatchEvent::Init => c.clear_volumes(),
+            WatchEvent::InitApply(pv) | WatchEvent::Apply(pv) => c.upsert_volume(pv),
+            WatchEvent::Delete(pv) => c.remove_volume(&name_of(&pv)),
+            WatchEvent::InitDone => {}
+        }) => r,
+        r = watch_into_catalog(&s, "storage class", |c: &mut VolumeCatalog, event| match event {
+            WatchEvent::Init => c.clear_classes(),
+            WatchEvent::InitApply(sc) | WatchEvent::Apply(sc) => c.upsert_class(sc),
+            WatchEvent::Delete(sc) => c.remove_class(&name_of(&sc)),
+            WatchEvent::InitDone => {}
+        }) => r,
+    }
+}
+
+async fn watch_into_catalog<K>(
+    s: &Scheduler,
+    what: &str,
+    apply: impl Fn(&mut crate::core::volumes::VolumeCatalog, WatchEvent<K>),
+) -> anyhow::Result<()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let api: Api<K> = Api::all(s.client.clone());
+    let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+    while let Some(event) = stream.try_next().await? {
+        let mut state = s.lock();
+        apply(&mut state.snapshot.volumes, event);
+        cluster_changed(&mut state, s.options.initial_backoff);
+    }
+    anyhow::bail!("{what} watch ended")
 }
 
 async fn watch_pods(s: Arc<Scheduler>) -> anyhow::Result<()> {
@@ -416,9 +473,14 @@ async fn schedule_loop(s: Arc<Scheduler>) -> anyhow::Result<()> {
             if !state.queue.pending.contains_key(&key) {
                 continue;
             }
-            let decision = schedule(&pod, &state.snapshot, seed);
+            let decision = schedule(&pod, &state.snapshot, seed).map(|node| {
+                let delayed = crate::core::volumes::resolve(&pod, &state.snapshot.volumes)
+                    .map(|v| v.delayed)
+                    .unwrap_or_default();
+                (node, delayed)
+            });
             match &decision {
-                Ok(node) => {
+                Ok((node, _)) => {
                     state.snapshot.assume_pod(&pod, node);
                     state.queue.in_flight.insert(key.clone());
                     state.queue.waiting.remove(&key);
@@ -439,10 +501,15 @@ async fn schedule_loop(s: Arc<Scheduler>) -> anyhow::Result<()> {
             decision
         };
         match decision {
-            Ok(node) => {
+            Ok((node, delayed_claims)) => {
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let result = bind(&s.client, &pod, &node).await;
+                    let result =
+                        match select_node_for_claims(&s.client, &pod, &node, &delayed_claims).await
+                        {
+                            Ok(()) => bind(&s.client, &pod, &node).await,
+                            Err(e) => Err(e),
+                        };
                     drop(permit);
                     if let Err(error) = result {
                         tracing::warn!(pod = %key, %node, %error, "binding failed");
@@ -483,6 +550,26 @@ fn forget_assumed(s: &Scheduler, key: &str, node: &str) {
             },
         );
     }
+}
+
+/// Upstream's VolumeBinding PreBind for claims of a `WaitForFirstConsumer` class: records
+/// the chosen node on each, for the provisioner to create the volume there.
+async fn select_node_for_claims(
+    client: &kube::Client,
+    pod: &Pod,
+    node: &str,
+    claims: &[String],
+) -> anyhow::Result<()> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {"volume.kubernetes.io/selected-node": node}},
+    });
+    for claim in claims {
+        api.patch(claim, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(())
 }
 
 async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> anyhow::Result<()> {

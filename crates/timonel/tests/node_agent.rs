@@ -914,3 +914,93 @@ fn the_server_runs_its_own_agent_and_imports_images_while_it_runs() {
         "reset removed the bridge"
     );
 }
+
+#[test]
+fn a_claim_gets_a_local_path_volume_that_outlives_its_pods() {
+    let (s, _g) = session("agent-pvc");
+    // The built-in class is the default one: a claim naming no class gets it.
+    let classes = s.kubectl_ok(&["get", "storageclass"]);
+    assert!(
+        classes.contains("local-path (default)") && classes.contains("timonel.io/local-path"),
+        "{classes}"
+    );
+    let writer = |name: &str, script: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["sh", "-c", "{script}"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes:
+  - {{name: data, persistentVolumeClaim: {{claimName: data}}}}
+"#
+        )
+    };
+    s.create_stdin(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 64Mi}}
+"#,
+    );
+    // WaitForFirstConsumer: nothing is provisioned before a pod uses the claim.
+    assert_eq!(s.jsonpath("pvc/data", "{.status.phase}"), "Pending");
+    assert_eq!(
+        s.jsonpath("pvc/data", "{.spec.storageClassName}"),
+        "local-path"
+    );
+    s.create_stdin(&writer("first", "echo kept > /data/file"));
+    wait_phase(&s, "first", "Succeeded");
+    assert_eq!(s.jsonpath("pvc/data", "{.status.phase}"), "Bound");
+    let volume = s.jsonpath("pvc/data", "{.spec.volumeName}");
+    assert!(volume.starts_with("pvc-"), "{volume}");
+    assert_eq!(
+        s.jsonpath(&format!("pv/{volume}"), "{.status.phase}"),
+        "Bound"
+    );
+    assert_eq!(
+        s.jsonpath(
+            &format!("pv/{volume}"),
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"
+        ),
+        NODE
+    );
+    let host_dir = PathBuf::from(s.jsonpath(&format!("pv/{volume}"), "{.spec.hostPath.path}"));
+    assert!(
+        host_dir.starts_with(node().data_dir.join("storage")),
+        "{}",
+        host_dir.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("file")).unwrap(),
+        "kept\n"
+    );
+    // A later pod of the claim sees the data.
+    s.create_stdin(&writer("second", "cat /data/file"));
+    wait_phase(&s, "second", "Succeeded");
+    assert_eq!(s.kubectl_ok(&["logs", "second"]), "kept\n");
+    // Deleting the claim (reclaim policy Delete) removes the volume and its directory.
+    s.kubectl_ok(&["delete", "pod", "first", "second"]);
+    s.kubectl_ok(&["delete", "pvc", "data", "--timeout=60s"]);
+    s.eventually("the volume and its directory gone", WAIT, || {
+        let pv = s.kubectl(&["get", "pv", &volume]);
+        if !pv.status.success() && !host_dir.exists() {
+            Ok(())
+        } else {
+            Err(format!(
+                "pv: {}; directory exists: {}",
+                String::from_utf8_lossy(&pv.stdout),
+                host_dir.exists()
+            ))
+        }
+    });
+}

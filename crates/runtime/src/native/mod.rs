@@ -120,12 +120,18 @@ pub struct ContainerMeta {
 }
 
 /// Written by the shim once the container's process runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Started {
     pub pid: i32,
     /// `/proc/<pid>/stat` start time in clock ticks, to tell a reused PID from ours.
     pub start_ticks: u64,
     pub started_at: String,
+    /// The shim that waits for the process, and its start time: while it lives, a process
+    /// that is gone without `exit.json` is still being recorded, not lost.
+    #[serde(default)]
+    pub shim_pid: i32,
+    #[serde(default)]
+    pub shim_start_ticks: u64,
 }
 
 /// Written by the shim when the container's process ended.
@@ -172,6 +178,15 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     fn remove(&self, id: &str) -> Result<()>;
     /// Every container on the node.
     fn list(&self) -> Result<Vec<ContainerInfo>>;
+    /// The containers whose metadata `wanted` accepts, e.g. one pod's. A runtime that can
+    /// filter before reading each container's state should.
+    fn list_matching(&self, wanted: &dyn Fn(&ContainerMeta) -> bool) -> Result<Vec<ContainerInfo>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|c| wanted(&c.meta))
+            .collect())
+    }
     /// One container's state.
     fn inspect(&self, id: &str) -> Result<ContainerInfo>;
     /// The command line that execs `command` in container `id` with the caller's stdio, for
@@ -184,6 +199,10 @@ pub struct NativeRuntime {
     root: PathBuf,
     /// Our own binary, re-executed as the shim.
     shim_exe: PathBuf,
+    /// Container ID → its metadata, which never changes once written: filled by the first
+    /// full listing, then kept by `create` and `remove`, so a pod's sync reads only its own
+    /// containers' state files instead of every container's on the node.
+    index: std::sync::Mutex<Option<std::collections::HashMap<String, ContainerMeta>>>,
 }
 
 impl NativeRuntime {
@@ -196,6 +215,7 @@ impl NativeRuntime {
         Ok(NativeRuntime {
             root,
             shim_exe: shim_exe.into(),
+            index: std::sync::Mutex::new(None),
         })
     }
 
@@ -231,7 +251,10 @@ impl NativeRuntime {
         let state = match (started, exited) {
             (started, Some(exited)) => ContainerState::Exited { started, exited },
             (Some(started), None) => {
-                if process_is(&started) {
+                if process_is(started.pid, started.start_ticks)
+                    || (started.shim_pid > 0
+                        && process_is(started.shim_pid, started.shim_start_ticks))
+                {
                     ContainerState::Running(started)
                 } else {
                     // The process is gone but its shim never recorded the exit (the shim was
@@ -258,11 +281,11 @@ impl NativeRuntime {
     }
 }
 
-/// True when the process `started` describes still exists (same PID, same start time) and
-/// has not exited (a zombie counts as gone).
-fn process_is(started: &Started) -> bool {
-    match proc_stat(started.pid) {
-        Some((state, ticks)) => ticks == started.start_ticks && state != 'Z' && state != 'X',
+/// True when process `pid` started at `start_ticks` still exists (not a reused PID) and has
+/// not exited (a zombie counts as gone).
+fn process_is(pid: i32, start_ticks: u64) -> bool {
+    match proc_stat(pid) {
+        Some((state, ticks)) => ticks == start_ticks && state != 'Z' && state != 'X',
         None => false,
     }
 }
@@ -387,7 +410,11 @@ impl ContainerRuntime for NativeRuntime {
         write_json_atomic(&bundle.join("config.json"), &config)?;
         write_json_atomic(&dir.join("spec.json"), spec)?;
         // meta.json last: a directory without it is a half-created container, removed by GC.
-        write_json_atomic(&dir.join("meta.json"), meta)
+        write_json_atomic(&dir.join("meta.json"), meta)?;
+        if let Some(index) = self.index.lock().expect("poisoned").as_mut() {
+            index.insert(id.to_string(), meta.clone());
+        }
+        Ok(())
     }
 
     fn start(&self, id: &str) -> Result<Started> {
@@ -453,6 +480,9 @@ impl ContainerRuntime for NativeRuntime {
         }
         unmount(&dir.join("bundle").join("rootfs"))?;
         shim::remove_cgroup_dirs(&dir);
+        if let Some(index) = self.index.lock().expect("poisoned").as_mut() {
+            index.remove(id);
+        }
         fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))
     }
 
@@ -469,6 +499,44 @@ impl ContainerRuntime for NativeRuntime {
                 // Being created right now (meta.json comes last), or left half-created by a
                 // crash: `sweep_incomplete` at start removes the latter.
                 Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => tracing::warn!("container {id}: {e}"),
+            }
+        }
+        let mut index = self.index.lock().expect("poisoned");
+        let known = index.get_or_insert_with(Default::default);
+        let present: std::collections::HashSet<&str> = out.iter().map(|c| c.id.as_str()).collect();
+        known.retain(|id, _| present.contains(id.as_str()));
+        for c in &out {
+            known.entry(c.id.clone()).or_insert_with(|| c.meta.clone());
+        }
+        Ok(out)
+    }
+
+    fn list_matching(&self, wanted: &dyn Fn(&ContainerMeta) -> bool) -> Result<Vec<ContainerInfo>> {
+        let ids: Vec<String> = match self.index.lock().expect("poisoned").as_ref() {
+            Some(known) => known
+                .iter()
+                .filter(|(_, meta)| wanted(meta))
+                .map(|(id, _)| id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        if ids.is_empty() && self.index.lock().expect("poisoned").is_none() {
+            return Ok(self
+                .list()?
+                .into_iter()
+                .filter(|c| wanted(&c.meta))
+                .collect());
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.read_info(&id) {
+                Ok(info) => out.push(info),
+                Err(RuntimeError::NotFound(_)) => {
+                    if let Some(known) = self.index.lock().expect("poisoned").as_mut() {
+                        known.remove(&id);
+                    }
+                }
                 Err(e) => tracing::warn!("container {id}: {e}"),
             }
         }
@@ -540,6 +608,7 @@ mod tests {
             pid: i32::MAX - 1,
             start_ticks: 1,
             started_at: now_rfc3339(),
+            ..Default::default()
         };
         write_json_atomic(&c.join("started.json"), &started).unwrap();
         match runtime.inspect("x").unwrap().state {
@@ -561,10 +630,72 @@ mod tests {
         // Our own process is running.
         let me = std::process::id() as i32;
         let ticks = proc_stat(me).unwrap().1;
-        assert!(process_is(&Started {
-            pid: me,
-            start_ticks: ticks,
-            started_at: now_rfc3339(),
-        }));
+        assert!(process_is(me, ticks));
+        // The process gone but its shim (here: us) still recording the exit: still running.
+        fs::remove_file(c.join("exit.json")).unwrap();
+        let exiting = Started {
+            shim_pid: me,
+            shim_start_ticks: ticks,
+            ..started
+        };
+        write_json_atomic(&c.join("started.json"), &exiting).unwrap();
+        assert!(matches!(
+            runtime.inspect("x").unwrap().state,
+            ContainerState::Running(_)
+        ));
+    }
+
+    fn meta(pod_uid: &str, container_name: &str) -> ContainerMeta {
+        ContainerMeta {
+            pod_uid: pod_uid.into(),
+            pod_namespace: "default".into(),
+            pod_name: format!("pod-{pod_uid}"),
+            container_name: container_name.into(),
+            attempt: 0,
+            image: "busybox".into(),
+            image_id: "sha256:00".into(),
+            log_path: PathBuf::from("/nonexistent/0.log"),
+            created_at: now_rfc3339(),
+        }
+    }
+
+    /// Writes a created (not started) container as `create` leaves it, without mounting.
+    fn put(runtime: &NativeRuntime, id: &str, meta: &ContainerMeta) {
+        fs::create_dir_all(runtime.dir(id)).unwrap();
+        write_json_atomic(&runtime.dir(id).join("meta.json"), meta).unwrap();
+    }
+
+    #[test]
+    fn list_matching_reads_only_what_the_index_selects_and_forgets_removed_containers() {
+        let root = tempfile::tempdir().unwrap();
+        let runtime = NativeRuntime::new(root.path(), "/bin/false").unwrap();
+        put(&runtime, "a1", &meta("a", "web"));
+        put(&runtime, "b1", &meta("b", "web"));
+        // Before any listing there is no index: the filter falls back to a full listing.
+        let a = runtime.list_matching(&|m| m.pod_uid == "a").unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].state, ContainerState::Created);
+        assert!(runtime.index.lock().unwrap().is_some());
+        // A container gone from disk is dropped from the index on the next read.
+        fs::remove_dir_all(runtime.dir("b1")).unwrap();
+        assert!(
+            runtime
+                .list_matching(&|m| m.pod_uid == "b")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            !runtime
+                .index
+                .lock()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .contains_key("b1")
+        );
+        // A half-created container (no meta.json) is never listed.
+        fs::create_dir_all(runtime.dir("c1")).unwrap();
+        assert_eq!(runtime.list().unwrap().len(), 1);
+        assert_eq!(runtime.list_matching(&|_| true).unwrap().len(), 1);
     }
 }

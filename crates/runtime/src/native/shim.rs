@@ -156,6 +156,10 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
         pid: pid.as_raw(),
         start_ticks: proc_stat(pid.as_raw()).map(|(_, t)| t).unwrap_or(0),
         started_at: now_rfc3339(),
+        shim_pid: std::process::id() as i32,
+        shim_start_ticks: proc_stat(std::process::id() as i32)
+            .map(|(_, t)| t)
+            .unwrap_or(0),
     };
     if let Err(e) = write_json_atomic(&dir.join("started.json"), &started) {
         return record_failure(dir, &format!("recording the start: {e}"), ready);

@@ -178,6 +178,8 @@ pub struct CycleState<'a> {
     hard_spread_counts: SpreadCounts,
     hard_spread_min: Vec<i64>,
     soft_spread: Vec<SpreadConstraint>,
+    /// The pod's claims resolved, or why no node can take it.
+    pub volumes: Result<super::volumes::PodVolumes, String>,
 }
 
 /// Pods to leave out of the cluster-wide counts (preemption victims being evaluated).
@@ -238,6 +240,7 @@ impl<'a> CycleState<'a> {
             hard_spread_counts: SpreadCounts::default(),
             hard_spread_min: Vec::new(),
             soft_spread: spread_constraints(pod, false),
+            volumes: super::volumes::resolve(pod, &snapshot.volumes),
         };
         state.compute_inter_pod_affinity(snapshot, excluded);
         if !state.hard_spread.is_empty() {
@@ -380,7 +383,21 @@ impl<'a> CycleState<'a> {
 
     /// Runs the filter plugins in upstream's default order, stopping at the first failure.
     pub fn filter(&self, node: &NodeInfo, snapshot: &Snapshot) -> Result<(), NodeStatus> {
+        // VolumeBinding's PreFilter: a pod whose claims cannot be resolved fits no node.
+        let volumes = self
+            .volumes
+            .as_ref()
+            .map_err(|reason| NodeStatus::unresolvable(reason.clone()))?;
         self.filter_node_local(node)?;
+        if !volumes
+            .node_terms
+            .iter()
+            .all(|terms| node_matches_terms(terms, &node.name, node.labels()))
+        {
+            return Err(NodeStatus::unresolvable(
+                super::volumes::REASON_VOLUME_NODE_AFFINITY,
+            ));
+        }
         self.filter_spread(node)?;
         self.filter_inter_pod_affinity(node, snapshot)
     }

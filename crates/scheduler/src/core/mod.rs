@@ -7,6 +7,7 @@ pub mod selectors;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+pub mod volumes;
 
 pub use framework::NodeStatus;
 pub use schedule::{

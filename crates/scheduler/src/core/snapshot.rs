@@ -368,6 +368,8 @@ pub struct Snapshot {
     /// Pods bound to nodes the snapshot does not know (yet); attached when the node appears.
     orphans: HashMap<String, Vec<PodInfo>>,
     namespace_labels: HashMap<String, BTreeMap<String, String>>,
+    /// Claims, volumes and storage classes (for the VolumeBinding filter).
+    pub volumes: super::volumes::VolumeCatalog,
 }
 
 impl Snapshot {
