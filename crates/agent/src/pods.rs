@@ -1221,7 +1221,7 @@ impl Worker {
             image: container.image.clone().unwrap_or_default(),
             image_id: image.id.to_string(),
             log_path: runtime_spec.log_path.clone(),
-            created_at: crate::node::now_seconds(),
+            created_at: timonel_runtime::native::now_rfc3339(),
         };
         let runtime = Arc::clone(&self.agent.runtime);
         let images = Arc::clone(&self.agent.images);

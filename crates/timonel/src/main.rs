@@ -324,12 +324,15 @@ fn main() {
             std::process::exit(timonel_runtime::native::shim::shim_main(dir, id))
         }
         Command::ContainerExec {
-            dir, id, command, ..
-        } => std::process::exit(timonel_runtime::native::shim::exec_main(
             dir,
             id,
-            command.clone(),
-        )),
+            tty,
+            command,
+        } => std::process::exit(if *tty {
+            timonel_runtime::native::exec_tty::exec_tty_main(dir, id, command.clone())
+        } else {
+            timonel_runtime::native::shim::exec_main(dir, id, command.clone())
+        }),
         _ => {}
     }
     // kube's rustls client needs a process-wide crypto provider; ring is the workspace's.

@@ -691,7 +691,7 @@ fn exec_with_a_terminal_under_script() {
     require("script", "bsdutils");
     let kubectl = e2e::harness::tools().kubectl.display().to_string();
     let command = format!(
-        "{kubectl} --kubeconfig {} -n {} exec -it term -- sh -c 'test -t 0 && test -t 1 && echo on-a-terminal'",
+        "{kubectl} --kubeconfig {} -n {} exec -it term -- sh -c 'test -t 0 && test -t 1 && echo on-a-terminal; tty; awk \"{{print \\\"ctty=\\\" (\\$7 != 0)}}\" /proc/self/stat'",
         node().cluster.kubeconfig.display(),
         s.ns
     );
@@ -708,6 +708,13 @@ fn exec_with_a_terminal_under_script() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("on-a-terminal"), "a terminal inside: {text}");
+    // The container's own terminal (its devpts), and the process's controlling terminal, so
+    // Ctrl-C and window-size signals reach it.
+    assert!(
+        text.contains("/dev/pts/"),
+        "the container's terminal: {text}"
+    );
+    assert!(text.contains("ctty=1"), "a controlling terminal: {text}");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! restart finds the container still running, still logging, and its exit still recorded.
 //! `exec` works the same way through `timonel container-exec`.
 
+pub mod exec_tty;
 pub mod oci;
 pub mod shim;
 

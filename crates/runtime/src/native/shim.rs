@@ -19,7 +19,7 @@ use super::{ContainerSpec, Exited, Started, now_rfc3339, proc_stat, write_json_a
 use timonel_streaming::cri_log::{LogStream as Stream, LogWriter, LogWriterOptions};
 
 /// libcontainer's state root inside a container directory.
-fn state_root(dir: &Path) -> PathBuf {
+pub(super) fn state_root(dir: &Path) -> PathBuf {
     dir.join("lc")
 }
 
