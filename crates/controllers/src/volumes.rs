@@ -132,32 +132,9 @@ fn refers_to(reference: &ObjectReference, claim: &PersistentVolumeClaim) -> bool
         && (reference.uid.is_none() || reference.uid == claim.metadata.uid)
 }
 
-/// Quantity in bytes (binary and decimal suffixes), for capacity comparisons.
-pub fn quantity_bytes(q: &Quantity) -> Option<f64> {
-    let text = q.0.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let value: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        "m" => 1e-3,
-        _ => return None,
-    };
-    Some(value * scale)
+/// Quantity in bytes, exactly (the scheduler's parser).
+fn quantity_bytes(q: &Quantity) -> Option<i64> {
+    timonel_scheduler::core::quantity::value(&q.0).ok()
 }
 
 fn node_labels<'a>(catalog: &'a Catalog, node: &str) -> Option<&'a BTreeMap<String, String>> {
@@ -168,49 +145,25 @@ fn node_labels<'a>(catalog: &'a Catalog, node: &str) -> Option<&'a BTreeMap<Stri
         .and_then(|n| n.metadata.labels.as_ref())
 }
 
-/// True when the volume's required node affinity admits `node` (a volume without one fits
+/// True when the volume's required node affinity admits the node (a volume without one fits
 /// every node).
-pub fn volume_fits_node(volume: &PersistentVolume, labels: &BTreeMap<String, String>) -> bool {
-    let Some(terms) = volume
+pub fn volume_fits_node(
+    volume: &PersistentVolume,
+    node: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    volume
         .spec
         .as_ref()
         .and_then(|s| s.node_affinity.as_ref())
         .and_then(|a| a.required.as_ref())
-        .map(|r| &r.node_selector_terms)
-    else {
-        return true;
-    };
-    terms.iter().any(|term| {
-        term.match_expressions
-            .iter()
-            .flatten()
-            .all(|req| requirement_matches(req, labels))
-    })
-}
-
-fn requirement_matches(req: &NodeSelectorRequirement, labels: &BTreeMap<String, String>) -> bool {
-    let value = labels.get(&req.key);
-    let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => !value.is_some_and(|v| values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if req.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
+        .is_none_or(|r| {
+            timonel_scheduler::core::selectors::node_matches_terms(
+                &r.node_selector_terms,
+                node,
+                Some(labels),
+            )
+        })
 }
 
 /// An available volume that satisfies the claim: same class, enough capacity, every
@@ -221,9 +174,7 @@ fn matching_volume<'a>(
     catalog: &'a Catalog,
 ) -> Option<&'a PersistentVolume> {
     let class = claim_class(claim);
-    let wanted = storage_request(claim)
-        .and_then(quantity_bytes)
-        .unwrap_or(0.0);
+    let wanted = storage_request(claim).and_then(quantity_bytes).unwrap_or(0);
     let modes = claim
         .spec
         .as_ref()
@@ -236,7 +187,7 @@ fn matching_volume<'a>(
         .unwrap_or("Filesystem");
     let selected_node = claim.annotations().get(SELECTED_NODE);
     let node_labels = selected_node.and_then(|n| node_labels(catalog, n));
-    let mut candidates: Vec<(&PersistentVolume, f64, bool)> = catalog
+    let mut candidates: Vec<(&PersistentVolume, i64, bool)> = catalog
         .volumes
         .iter()
         .filter_map(|v| {
@@ -267,19 +218,19 @@ fn matching_volume<'a>(
                 .as_ref()
                 .and_then(|c| c.get("storage"))
                 .and_then(quantity_bytes)
-                .unwrap_or(0.0);
+                .unwrap_or(0);
             if capacity < wanted {
                 return None;
             }
-            if let Some(labels) = node_labels
-                && !volume_fits_node(v, labels)
+            if let (Some(node), Some(labels)) = (selected_node, node_labels)
+                && !volume_fits_node(v, node, labels)
             {
                 return None;
             }
             Some((v.as_ref(), capacity, prebound))
         })
         .collect();
-    candidates.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.total_cmp(&b.1)));
+    candidates.sort_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)));
     candidates.first().map(|(v, _, _)| *v)
 }
 
@@ -839,9 +790,9 @@ mod tests {
             Some("uid-data")
         );
         let labels = BTreeMap::from([("kubernetes.io/hostname".into(), "n1".into())]);
-        assert!(volume_fits_node(&pv, &labels));
+        assert!(volume_fits_node(&pv, "n1", &labels));
         let elsewhere = BTreeMap::from([("kubernetes.io/hostname".into(), "n2".into())]);
-        assert!(!volume_fits_node(&pv, &elsewhere));
+        assert!(!volume_fits_node(&pv, "n2", &elsewhere));
         // A node without the annotation gets the default directory.
         pending
             .metadata
@@ -929,13 +880,5 @@ mod tests {
             nodes: &[],
         };
         assert_eq!(plan_claim(&pvc, &catalog), ClaimAction::Lost);
-    }
-
-    #[test]
-    fn quantities_compare_in_bytes() {
-        assert_eq!(quantity_bytes(&Quantity("1Gi".into())), Some(1073741824.0));
-        assert_eq!(quantity_bytes(&Quantity("500M".into())), Some(5e8));
-        assert_eq!(quantity_bytes(&Quantity("12".into())), Some(12.0));
-        assert_eq!(quantity_bytes(&Quantity("1Qi".into())), None);
     }
 }

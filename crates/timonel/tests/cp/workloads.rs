@@ -1,4 +1,4 @@
-//! DaemonSets and StatefulSets on simulated nodes.
+//! DaemonSets, StatefulSets and claim-bound pods on simulated nodes.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -315,4 +315,110 @@ fn statefulset_creates_pods_in_order_with_claims_and_scales_down_from_the_top() 
         s.kubectl_ok(&["get", "pvc", "-o", "name"]).lines().count(),
         3
     );
+}
+
+fn pod_with_claim(name: &str, claim: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: c
+    image: busybox
+  volumes:
+  - name: data
+    persistentVolumeClaim:
+      claimName: {claim}
+"
+    )
+}
+
+#[test]
+fn claims_gate_scheduling_and_pin_pods_to_their_local_volume() {
+    let cluster = Cluster::start(ClusterConfig::control_plane());
+    let _nodes = cluster.sim_nodes("sim", 3, &["--start-delay-ms", "100"]);
+    let s = cluster.session("claims");
+    // No claim yet: no node can take the pod, for that reason.
+    s.apply_stdin(&pod_with_claim("first", "data"));
+    s.eventually(
+        "FailedScheduling for the claim",
+        Duration::from_secs(30),
+        || {
+            let out = s.kubectl_ok(&["describe", "pod", "first"]);
+            if out.contains("FailedScheduling")
+                && out.contains("persistentvolumeclaim \"data\" not found")
+            {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    );
+    // The claim (default class local-path, WaitForFirstConsumer) lets it schedule; the
+    // volume is provisioned on the pod's node.
+    s.apply_stdin(
+        "apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: data
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 1Gi
+",
+    );
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/first",
+        "--timeout=60s",
+    ]);
+    let node = s.jsonpath("pod/first", "{.spec.nodeName}");
+    assert_eq!(
+        s.jsonpath(
+            "pvc/data",
+            "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}"
+        ),
+        node
+    );
+    s.eventually("the claim Bound", Duration::from_secs(30), || {
+        match s.jsonpath("pvc/data", "{.status.phase}").as_str() {
+            "Bound" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    });
+    let volume = s.jsonpath("pvc/data", "{.spec.volumeName}");
+    assert_eq!(
+        s.jsonpath(
+            &format!("pv/{volume}"),
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}"
+        ),
+        node
+    );
+    // Every later pod of the claim goes where the volume is.
+    for i in 0..4 {
+        let name = format!("later-{i}");
+        s.apply_stdin(&pod_with_claim(&name, "data"));
+        s.kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{name}"),
+            "--timeout=60s",
+        ]);
+        assert_eq!(s.jsonpath(&format!("pod/{name}"), "{.spec.nodeName}"), node);
+    }
+    // The claim deleted (once its pods are gone), the provisioned volume goes too.
+    s.kubectl_ok(&["delete", "pods", "--all", "--grace-period=0", "--force"]);
+    s.kubectl_ok(&["delete", "pvc", "data", "--timeout=60s"]);
+    s.eventually("the volume deleted", Duration::from_secs(60), || {
+        let out = s.kubectl(&["get", "pv", &volume]);
+        if out.status.success() {
+            Err(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Ok(())
+        }
+    });
 }
