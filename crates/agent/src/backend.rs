@@ -17,6 +17,7 @@ use crate::pods::Agent;
 
 pub struct AgentBackend {
     pub agent: Arc<Agent>,
+    pub cpu_samples: crate::stats::CpuSamples,
 }
 
 fn bad_request(message: String) -> BackendError {
@@ -231,6 +232,20 @@ impl NodeBackend for AgentBackend {
             resize: None,
             exit,
         })
+    }
+
+    async fn stats_summary(&self) -> Result<serde_json::Value, BackendError> {
+        let containers = self
+            .agent
+            .runtime
+            .list_matching(&|_| true)
+            .map_err(internal)?;
+        Ok(crate::stats::summary(
+            &self.agent.facts.name,
+            &self.cpu_samples,
+            &containers,
+            timonel_runtime::native::stats::usage,
+        ))
     }
 
     async fn port_forward(

@@ -9,6 +9,7 @@ pub mod join;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod stats;
 pub mod status;
 pub mod sync;
 pub mod volumes;
@@ -238,6 +239,7 @@ mod server {
             .with_context(|| format!("listening on {address} for the kubelet API (is another agent running? choose --kubelet-port)"))?;
         let backend = Arc::new(crate::backend::AgentBackend {
             agent: Arc::clone(agent),
+            cpu_samples: Default::default(),
         });
         tokio::spawn(timonel_streaming::serve(listener, tls, backend));
         Ok(())

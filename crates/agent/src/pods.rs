@@ -213,7 +213,7 @@ impl Agent {
                     let _ = images.unpin(&digest, &id);
                 }
             }
-            timonel_runtime::native::shim::remove_cgroup_path(&format!("/timonel/pod{uid}"));
+            timonel_runtime::native::shim::remove_cgroup_path(&crate::stats::pod_cgroup(&uid));
             if let Err(e) = sandboxes.teardown(&uid) {
                 tracing::warn!("tearing down the sandbox of pod {uid}: {e}");
             }
@@ -1195,7 +1195,7 @@ impl Worker {
                 NamespaceMode::Private
             },
             mounts,
-            cgroup_path: format!("/timonel/pod{}/{id}", self.uid),
+            cgroup_path: crate::stats::container_cgroup(&self.uid, &id),
             lower_dirs,
             log_path: self.agent.log_path(pod, &container.name, attempt),
             ..ContainerSpec::default()

@@ -43,7 +43,7 @@ pub fn reset(
         }
         // Only this agent's cgroups: another agent on the host may be creating its own.
         for uid in pod_uids {
-            timonel_runtime::native::shim::remove_cgroup_path(&format!("/timonel/pod{uid}"));
+            timonel_runtime::native::shim::remove_cgroup_path(&crate::stats::pod_cgroup(&uid));
         }
         println!("removed {} container(s)", containers.len());
     }

@@ -447,6 +447,57 @@ async fn proxy_inner(
             "pod {pod_name} does not have a host assigned"
         )));
     }
+    let target = kubelet_target(ns, pod_name, sub, &container, &query);
+    forward(state, access, parts, on_upgrade, node_name, &target).await
+}
+
+/// `(node, path)` of a node proxy request, `/api/v1/nodes/{node}/proxy{/path}`.
+pub fn node_proxy_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/api/v1/nodes/")?;
+    let (node, rest) = rest.split_once('/')?;
+    let sub = rest.strip_prefix("proxy")?;
+    (!node.is_empty() && (sub.is_empty() || sub.starts_with('/'))).then_some((node, sub))
+}
+
+/// Proxies `nodes/{node}/proxy/{path}` to the node's kubelet (`kubectl get --raw
+/// /api/v1/nodes/N/proxy/stats/summary`), as upstream's node proxy does.
+pub async fn proxy_node(
+    state: &Arc<State>,
+    parts: hyper::http::request::Parts,
+    on_upgrade: Option<OnUpgrade>,
+    node_name: &str,
+    path: &str,
+) -> Response<Body> {
+    let Some(access) = state.kubelet.get() else {
+        return error_response(&ApiError::service_unavailable(
+            "the server cannot reach kubelets (no kubelet client certificate)",
+        ));
+    };
+    let mut target = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    };
+    if let Some(query) = parts.uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    match forward(state, access, parts, on_upgrade, node_name, &target).await {
+        Ok(resp) => resp,
+        Err(err) => error_response(&err),
+    }
+}
+
+/// Sends the request to `target` on the kubelet of `node_name` and streams (or splices, for
+/// an upgrade) the answer back.
+async fn forward(
+    state: &Arc<State>,
+    access: &KubeletAccess,
+    parts: hyper::http::request::Parts,
+    on_upgrade: Option<OnUpgrade>,
+    node_name: &str,
+    target: &str,
+) -> Result<Response<Body>, ApiError> {
     let node = state
         .cache
         .get(&format!("/registry/core/nodes/{node_name}"))
@@ -465,7 +516,6 @@ async fn proxy_inner(
             "node {node_name} has no address to reach its kubelet"
         ))
     })?;
-    let target = kubelet_target(ns, pod_name, sub, &container, &query);
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -497,7 +547,7 @@ async fn proxy_inner(
     });
     let mut builder = hyper::Request::builder()
         .method(parts.method.clone())
-        .uri(target.as_str());
+        .uri(target);
     for (name, value) in &parts.headers {
         let skip = name == HOST
             || name == hyper::header::AUTHORIZATION
@@ -558,6 +608,17 @@ async fn proxy_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_proxy_paths() {
+        assert_eq!(
+            node_proxy_path("/api/v1/nodes/n1/proxy/stats/summary"),
+            Some(("n1", "/stats/summary"))
+        );
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/proxy"), Some(("n1", "")));
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/status"), None);
+        assert_eq!(node_proxy_path("/api/v1/nodes/n1/proxyx"), None);
+    }
 
     #[test]
     fn streaming_paths() {

@@ -297,6 +297,11 @@ where
         let (ns, pod, sub) = (ns.to_string(), pod.to_string(), sub.to_string());
         return crate::kubelet::proxy(&state, parts, on_upgrade, &ns, &pod, &sub).await;
     }
+    if let Some((node, rest)) = crate::kubelet::node_proxy_path(&path) {
+        let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let (node, rest) = (node.to_string(), rest.to_string());
+        return crate::kubelet::proxy_node(&state, parts, on_upgrade, &node, &rest).await;
+    }
     let body = match Limited::new(incoming, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return error_response(&ApiError::too_large(MAX_BODY_BYTES)),

@@ -124,6 +124,10 @@ pub trait NodeBackend: Send + Sync + 'static {
     ) -> Result<(Vec<PathBuf>, tokio::sync::watch::Receiver<bool>), BackendError>;
     async fn exec(&self, req: ExecRequest) -> Result<ExecProcess, BackendError>;
     async fn attach(&self, req: ExecRequest) -> Result<ExecProcess, BackendError>;
+    /// kubelet's `/stats/summary` (stats/v1alpha1 `Summary`): node and pod CPU and memory.
+    async fn stats_summary(&self) -> Result<serde_json::Value, BackendError> {
+        Err(BackendError::not_found("404 page not found"))
+    }
     /// A connection to `port` inside the pod's network namespace.
     async fn port_forward(
         &self,

@@ -116,6 +116,20 @@ pub async fn route(mut req: Request<Incoming>, backend: Arc<dyn NodeBackend>) ->
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["healthz"] if is_get => text(StatusCode::OK, "ok"),
+        ["stats", "summary"] if is_get => match backend.stats_summary().await {
+            Ok(summary) => {
+                let body = serde_json::to_vec(&summary).expect("JSON serializes");
+                let mut resp = Response::new(
+                    Full::new(Bytes::from(body))
+                        .map_err(|e: Infallible| match e {})
+                        .boxed(),
+                );
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp
+            }
+            Err(err) => error(&err),
+        },
         ["containerLogs", ns, pod, container] if is_get => {
             let target = ContainerRef {
                 namespace: ns.to_string(),

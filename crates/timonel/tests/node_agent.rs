@@ -1011,3 +1011,55 @@ spec:
         }
     });
 }
+
+#[test]
+fn the_node_proxy_serves_kubelet_stats() {
+    let (s, _g) = session("agent-stats");
+    run_pod(
+        &s,
+        "busy",
+        "while true; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; sleep 0.2; done",
+    );
+    let path = format!("/api/v1/nodes/{NODE}/proxy/stats/summary");
+    s.eventually("the pod's usage in the node summary", WAIT, || {
+        let text = s.kubectl_ok(&["get", "--raw", &path]);
+        let summary: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        if summary["node"]["nodeName"] != NODE
+            || summary["node"]["memory"]["availableBytes"]
+                .as_u64()
+                .unwrap_or(0)
+                == 0
+        {
+            return Err(format!("node: {}", summary["node"]));
+        }
+        let pod = summary["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["podRef"]["name"] == "busy" && p["podRef"]["namespace"] == s.ns.as_str())
+            .cloned()
+            .ok_or_else(|| format!("no pod busy: {text}"))?;
+        let container = &pod["containers"][0];
+        let cpu = container["cpu"]["usageCoreNanoSeconds"]
+            .as_u64()
+            .unwrap_or(0);
+        let memory = container["memory"]["workingSetBytes"].as_u64().unwrap_or(0);
+        if container["name"] == "busy"
+            && cpu > 0
+            && memory > 0
+            && pod["memory"]["usageBytes"].as_u64().unwrap_or(0) >= memory
+        {
+            Ok(())
+        } else {
+            Err(format!("pod: {pod}"))
+        }
+    });
+    // An unknown kubelet path is the kubelet's 404, passed through.
+    let missing = s.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{NODE}/proxy/nothing"),
+    ]);
+    assert!(!missing.status.success());
+}

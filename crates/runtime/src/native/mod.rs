@@ -18,6 +18,7 @@
 pub mod exec_tty;
 pub mod oci;
 pub mod shim;
+pub mod stats;
 
 use std::fs;
 use std::io;
