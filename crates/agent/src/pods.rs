@@ -36,6 +36,8 @@ pub struct Sandbox {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The pod's shared PID namespace (`shareProcessNamespace`).
+    pub pid: Option<PathBuf>,
     pub ip: Option<String>,
 }
 
@@ -217,6 +219,7 @@ impl Agent {
             if let Err(e) = sandboxes.teardown(&uid) {
                 tracing::warn!("tearing down the sandbox of pod {uid}: {e}");
             }
+            timonel_runtime::native::pause::stop(&pod_dir);
             crate::volumes::unmount_all(&pod_dir);
             let _ = fs::remove_dir_all(&pod_dir);
         })
@@ -769,8 +772,22 @@ impl Worker {
         };
         let dir = self.agent.pod_dir(&self.uid);
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let record =
-            json!({"net": sandbox.net, "ipc": sandbox.ipc, "uts": sandbox.uts, "ip": sandbox.ip});
+        let mut sandbox = sandbox;
+        let share_pids = spec.and_then(|s| s.share_process_namespace) == Some(true)
+            && spec.and_then(|s| s.host_pid) != Some(true);
+        if share_pids {
+            let pod_dir = dir.clone();
+            let pause = tokio::task::spawn_blocking(move || {
+                let exe = std::env::current_exe()
+                    .map_err(|e| timonel_runtime::native::RuntimeError::Start(e.to_string()))?;
+                timonel_runtime::native::pause::ensure(&exe, &pod_dir)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("Failed to create pod sandbox: {e}"))?;
+            sandbox.pid = Some(pause.pid_namespace());
+        }
+        let record = json!({"net": sandbox.net, "ipc": sandbox.ipc, "uts": sandbox.uts, "pid": sandbox.pid, "ip": sandbox.ip});
         let _ = fs::write(dir.join("sandbox.json"), record.to_string());
         self.write_etc_files(pod, &sandbox)
             .map_err(|e| e.to_string())?;
@@ -1189,10 +1206,10 @@ impl Worker {
             } else {
                 join(&sandbox.uts)
             },
-            pid_namespace: if host_pid {
-                NamespaceMode::Host
-            } else {
-                NamespaceMode::Private
+            pid_namespace: match (host_pid, &sandbox.pid) {
+                (true, _) => NamespaceMode::Host,
+                (false, Some(shared)) => NamespaceMode::Join(shared.clone()),
+                (false, None) => NamespaceMode::Private,
             },
             mounts,
             cgroup_path: crate::stats::container_cgroup(&self.uid, &id),

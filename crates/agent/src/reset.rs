@@ -47,6 +47,12 @@ pub fn reset(
         }
         println!("removed {} container(s)", containers.len());
     }
+    // Shared PID namespaces' init processes (shareProcessNamespace pods).
+    if let Ok(pods) = std::fs::read_dir(data_dir.join("pods")) {
+        for pod in pods.flatten() {
+            timonel_runtime::native::pause::stop(&pod.path());
+        }
+    }
     crate::volumes::unmount_all(&data_dir.join("pods"));
     let _ = std::fs::remove_dir_all(data_dir.join("pods"));
     // The shared parent goes once empty (rmdir never removes a cgroup in use).

@@ -17,6 +17,7 @@ impl Sandboxes for NetSandboxes {
             net: Some(namespaces.net),
             ipc: Some(namespaces.ipc),
             uts: Some(namespaces.uts),
+            pid: None,
             ip: Some(address.ip.to_string()),
         })
     }

@@ -44,6 +44,9 @@ enum Command {
     /// Internal: the per-container shim the agent starts (not for direct use).
     #[command(hide = true)]
     ContainerShim { dir: PathBuf, id: String },
+    /// Internal: the init of a pod's shared PID namespace (not for direct use).
+    #[command(hide = true)]
+    PodPause,
     /// Internal: runs a command inside a container with this process's stdio.
     #[command(hide = true)]
     ContainerExec {
@@ -323,6 +326,7 @@ fn main() {
         Command::ContainerShim { dir, id } => {
             std::process::exit(timonel_runtime::native::shim::shim_main(dir, id))
         }
+        Command::PodPause => std::process::exit(timonel_runtime::native::pause::pause_main()),
         Command::ContainerExec {
             dir,
             id,
@@ -409,7 +413,7 @@ fn main() {
                 &args.cluster_cidr,
                 args.remove_data,
             ),
-            Command::ContainerShim { .. } | Command::ContainerExec { .. } => {
+            Command::ContainerShim { .. } | Command::ContainerExec { .. } | Command::PodPause => {
                 unreachable!("handled above")
             }
         }

@@ -1063,3 +1063,52 @@ fn the_node_proxy_serves_kubelet_stats() {
     ]);
     assert!(!missing.status.success());
 }
+
+#[test]
+fn containers_of_a_pod_can_share_one_process_namespace() {
+    let (s, _g) = session("agent-share-pid");
+    s.create_stdin(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: shared}}
+spec:
+  shareProcessNamespace: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {{name: a, image: {IMAGE}, command: ["sleep", "3600"]}}
+  - {{name: b, image: {IMAGE}, command: ["sleep", "3601"]}}
+"#
+    ));
+    wait_phase(&s, "shared", "Running");
+    // Each container sees the other's processes; PID 1 is the pod's own init, not theirs.
+    let ps = s.kubectl_ok(&["exec", "shared", "-c", "a", "--", "ps", "-o", "pid,args"]);
+    assert!(ps.contains("sleep 3601"), "{ps}");
+    assert!(ps.contains("sleep 3600"), "{ps}");
+    let first = ps
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("1"))
+        .unwrap_or_default();
+    assert!(!first.contains("sleep"), "PID 1: {first}\n{ps}");
+    // A pod without the field keeps a namespace per container.
+    run_pod(&s, "alone", "sleep 3602");
+    let own = s.kubectl_ok(&["exec", "alone", "--", "ps", "-o", "pid,args"]);
+    assert!(!own.contains("sleep 3601"), "{own}");
+    // The namespace's init goes with the pod.
+    let uid = s.jsonpath("pod/shared", "{.metadata.uid}");
+    let record = node().data_dir.join("pods").join(&uid).join("pause.json");
+    let pause: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    let pid = pause["pid"].as_i64().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    s.kubectl_ok(&["delete", "pod", "shared", "--timeout=60s"]);
+    s.eventually("the pod's init gone", WAIT, || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Gone, or a zombie its new parent has not reaped yet.
+        if stat.is_empty() || stat.contains(") Z ") {
+            Ok(())
+        } else {
+            Err(stat)
+        }
+    });
+}

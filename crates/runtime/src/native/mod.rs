@@ -17,6 +17,7 @@
 
 pub mod exec_tty;
 pub mod oci;
+pub mod pause;
 pub mod shim;
 pub mod stats;
 
