@@ -132,6 +132,28 @@ pub async fn pods(args: PodsBenchArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    // The watch is read while pods are created, so each Running is timed when it arrives.
+    let wanted = args.pods;
+    let observer = tokio::spawn(async move {
+        let mut running: HashMap<String, Instant> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while running.len() < wanted {
+            let next = tokio::time::timeout_at(deadline.into(), stream.next()).await;
+            let Ok(Some(event)) = next else {
+                bail!(
+                    "only {} of {wanted} pods Running after 300 s",
+                    running.len()
+                );
+            };
+            if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event? {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+                    running.entry(name).or_insert_with(Instant::now);
+                }
+            }
+        }
+        Ok::<_, anyhow::Error>((running, Instant::now()))
+    });
     let mut created: HashMap<String, Instant> = HashMap::new();
     let start_all = Instant::now();
     for i in 0..args.pods {
@@ -150,30 +172,12 @@ pub async fn pods(args: PodsBenchArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
         }
     }
-    let mut latencies = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while latencies.len() < args.pods {
-        let next = tokio::time::timeout_at(deadline.into(), stream.next()).await;
-        let Ok(Some(event)) = next else {
-            bail!(
-                "only {} of {} pods Running after 300 s",
-                latencies.len(),
-                args.pods
-            );
-        };
-        if let watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) = event? {
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            if running
-                && seen.insert(name.clone())
-                && let Some(t) = created.get(&name)
-            {
-                latencies.push(t.elapsed());
-            }
-        }
-    }
-    let all_running = start_all.elapsed();
+    let (running, last) = observer.await??;
+    let mut latencies: Vec<Duration> = created
+        .iter()
+        .filter_map(|(name, t)| running.get(name).map(|r| r.duration_since(*t)))
+        .collect();
+    let all_running = last.duration_since(start_all);
     latencies.sort();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let busy_rss = rss_kib(agent.child.id())?;
