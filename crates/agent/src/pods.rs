@@ -395,6 +395,10 @@ async fn run_hook(
     Ok(())
 }
 
+/// How often mounted configMap, secret, downwardAPI and projected volumes are brought up to
+/// date (kubelet: its sync period plus the object cache's TTL, about a minute).
+const VOLUME_RESYNC: Duration = Duration::from_secs(60);
+
 /// What one pod's worker remembers between syncs.
 struct Worker {
     agent: Arc<Agent>,
@@ -404,6 +408,8 @@ struct Worker {
     backoff: BTreeMap<String, (Backoff, Option<chrono::DateTime<chrono::Utc>>)>,
     sandbox: Option<Sandbox>,
     volumes: Option<BTreeMap<String, PathBuf>>,
+    /// When configMap, secret, downwardAPI and projected volumes were last written.
+    volumes_synced: Option<tokio::time::Instant>,
     waiting: BTreeMap<String, Waiting>,
     probe_results: Arc<probes::Results>,
     probers: HashMap<(String, Kind), tokio::task::JoinHandle<()>>,
@@ -421,6 +427,7 @@ impl Worker {
             backoff: BTreeMap::new(),
             sandbox: None,
             volumes: None,
+            volumes_synced: None,
             waiting: BTreeMap::new(),
             probe_results: Arc::new(probes::Results::default()),
             probers: HashMap::new(),
@@ -604,9 +611,28 @@ impl Worker {
             self.post_status(pod, false).await?;
             return Ok(Some(Duration::from_secs(2)));
         }
+        // kubelet refreshes projected contents (configMap, secret, …) about once a minute; the
+        // atomic writer swaps them in only when they changed.
+        let refresh_due = self
+            .volumes_synced
+            .is_some_and(|t| t.elapsed() >= VOLUME_RESYNC);
+        if self.volumes.is_some() && refresh_due && pod.metadata.deletion_timestamp.is_none() {
+            self.volumes_synced = Some(tokio::time::Instant::now());
+            match self.prepare_volumes(pod).await {
+                Ok(Ok(v)) => self.volumes = Some(v),
+                // The running containers keep what they have, as upstream.
+                Ok(Err(ConfigError(message))) => {
+                    tracing::debug!("pod {}: volume refresh: {message}", pod_key(pod))
+                }
+                Err(e) => tracing::debug!("pod {}: volume refresh: {e:#}", pod_key(pod)),
+            }
+        }
         if self.volumes.is_none() {
             match self.prepare_volumes(pod).await? {
-                Ok(v) => self.volumes = Some(v),
+                Ok(v) => {
+                    self.volumes = Some(v);
+                    self.volumes_synced = Some(tokio::time::Instant::now());
+                }
                 Err(ConfigError(message)) => {
                     self.agent
                         .recorder

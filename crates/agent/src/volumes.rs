@@ -68,9 +68,47 @@ fn project_keys(
     }
 }
 
-/// Writes `payload` into `dir` the atomic-writer way.
+/// Every file under `dir` (relative paths), recursively.
+fn files_under(dir: &Path, prefix: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let relative = prefix.join(entry.file_name());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            files_under(&entry.path(), &relative, out);
+        } else {
+            out.push(relative);
+        }
+    }
+}
+
+/// True when the current `..data` of `dir` holds exactly `payload` (names, bytes, modes).
+fn holds(dir: &Path, payload: &[Payload]) -> bool {
+    let Ok(current) = fs::read_link(dir.join("..data")) else {
+        return false;
+    };
+    let data = dir.join(current);
+    let mut present = Vec::new();
+    files_under(&data, Path::new(""), &mut present);
+    let mut wanted: Vec<PathBuf> = payload.iter().map(|p| PathBuf::from(&p.path)).collect();
+    present.sort();
+    wanted.sort();
+    present == wanted
+        && payload.iter().all(|p| {
+            let path = data.join(&p.path);
+            fs::read(&path).is_ok_and(|bytes| bytes == p.content)
+                && fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == p.mode)
+        })
+}
+
+/// Writes `payload` into `dir` the atomic-writer way; nothing changes when `dir` already
+/// holds it.
 pub fn write_atomic(dir: &Path, payload: &[Payload]) -> std::io::Result<()> {
     fs::create_dir_all(dir)?;
+    if holds(dir, payload) {
+        return Ok(());
+    }
     let stamp = format!("..{}", chrono::Utc::now().format("%Y_%m_%d_%H_%M_%S.%f"));
     let data_dir = dir.join(&stamp);
     fs::create_dir_all(&data_dir)?;
@@ -289,16 +327,25 @@ pub async fn prepare(
                     }
                 }
                 if let Some(token) = &source.service_account_token {
-                    let content = service_account_token(
-                        pod,
-                        sources,
-                        token.expiration_seconds,
-                        token.audience.clone(),
-                    )
-                    .await;
+                    // The token in place is kept until 80 % of its lifetime, as kubelet's
+                    // token manager does.
+                    let current = fs::read(dir.join("..data").join(&token.path))
+                        .ok()
+                        .filter(|t| token_is_fresh(t, chrono::Utc::now().timestamp()));
+                    let content = match current {
+                        Some(kept) => kept,
+                        None => service_account_token(
+                            pod,
+                            sources,
+                            token.expiration_seconds,
+                            token.audience.clone(),
+                        )
+                        .await
+                        .into_bytes(),
+                    };
                     files.push(Payload {
                         path: token.path.clone(),
-                        content: content.into_bytes(),
+                        content,
                         mode,
                     });
                 }
@@ -450,6 +497,27 @@ fn downward_payload(
 
 /// A token for the pod's service account through the TokenRequest API, bound to the pod;
 /// empty (with a warning) when the server does not offer it.
+/// True while a JWT is within the first 80 % of its lifetime (`iat` to `exp`).
+fn token_is_fresh(token: &[u8], now: i64) -> bool {
+    use base64::Engine as _;
+    let Some(claims) = std::str::from_utf8(token)
+        .ok()
+        .and_then(|t| t.split('.').nth(1))
+        .and_then(|c| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+        })
+        .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok())
+    else {
+        return false;
+    };
+    match (claims["iat"].as_i64(), claims["exp"].as_i64()) {
+        (Some(iat), Some(exp)) if exp > iat => now < iat + (exp - iat) * 8 / 10,
+        _ => false,
+    }
+}
+
 async fn service_account_token(
     pod: &Pod,
     sources: &Sources<'_>,
@@ -539,6 +607,37 @@ mod tests {
             local_path_dirs(dir.path()),
             vec![("pvc-a".to_string(), dir.path().join("pvc-a_ns_data"))]
         );
+    }
+
+    #[test]
+    fn tokens_are_renewed_after_80_percent_of_their_lifetime() {
+        use base64::Engine as _;
+        let claims =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"iat":1000,"exp":2000}"#);
+        let token = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.sig");
+        assert!(token_is_fresh(token.as_bytes(), 1500));
+        assert!(!token_is_fresh(token.as_bytes(), 1800));
+        assert!(!token_is_fresh(b"not a token", 1500));
+    }
+
+    #[test]
+    fn the_atomic_writer_leaves_unchanged_contents_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = |content: &str| {
+            vec![Payload {
+                path: "key".into(),
+                content: content.as_bytes().to_vec(),
+                mode: 0o644,
+            }]
+        };
+        write_atomic(dir.path(), &payload("v1")).unwrap();
+        let first = fs::read_link(dir.path().join("..data")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        write_atomic(dir.path(), &payload("v1")).unwrap();
+        assert_eq!(fs::read_link(dir.path().join("..data")).unwrap(), first);
+        write_atomic(dir.path(), &payload("v2")).unwrap();
+        assert_ne!(fs::read_link(dir.path().join("..data")).unwrap(), first);
+        assert_eq!(fs::read_to_string(dir.path().join("key")).unwrap(), "v2");
     }
 
     #[test]

@@ -1112,3 +1112,54 @@ spec:
         }
     });
 }
+
+#[test]
+fn a_changed_config_map_reaches_the_running_container() {
+    let (s, _g) = session("agent-cm-refresh");
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=level=info",
+    ]);
+    s.create_stdin(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: reader}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: config, mountPath: /config}}]
+  volumes:
+  - {{name: config, configMap: {{name: settings}}}}
+"#
+    ));
+    wait_phase(&s, "reader", "Running");
+    let read = || s.kubectl_ok(&["exec", "reader", "--", "cat", "/config/level"]);
+    assert_eq!(read(), "info");
+    s.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"level":"debug"}}"#,
+    ]);
+    // kubelet's refresh: within about a minute, without a restart.
+    s.eventually(
+        "the new value in the volume",
+        Duration::from_secs(120),
+        || match read().as_str() {
+            "debug" => Ok(()),
+            other => Err(other.to_string()),
+        },
+    );
+    assert_eq!(
+        s.jsonpath("pod/reader", "{.status.containerStatuses[0].restartCount}"),
+        "0"
+    );
+}
