@@ -1163,3 +1163,33 @@ spec:
         "0"
     );
 }
+
+#[test]
+fn an_https_probe_does_not_verify_the_certificate() {
+    let (s, _g) = session("agent-https-probe");
+    // The API server's /livez answers over TLS with a certificate of the cluster's own CA:
+    // kubelet probes do not verify it.
+    let port = node().cluster.port;
+    s.create_stdin(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: secure}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {IMAGE}
+    command: ["sleep", "3600"]
+    readinessProbe:
+      httpGet: {{host: 127.0.0.1, port: {port}, path: /livez, scheme: HTTPS}}
+      periodSeconds: 1
+"#
+    ));
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/secure",
+        "--timeout=60s",
+    ]);
+}
