@@ -52,6 +52,8 @@ pub struct AgentConfig {
     pub netns_dir: PathBuf,
     /// The `timonel` binary, re-executed as container shims.
     pub shim_exe: PathBuf,
+    /// DiskPressure below this percent of the data dir's filesystem available (0: never).
+    pub disk_pressure_below_percent: u8,
 }
 
 impl AgentConfig {
@@ -70,6 +72,7 @@ impl AgentConfig {
             bridge: "timonel0".into(),
             netns_dir: PathBuf::from("/run/timonel/netns"),
             shim_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("timonel")),
+            disk_pressure_below_percent: 10,
         }
     }
 }
@@ -131,12 +134,13 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     )
     .await?;
     let client = join::node_client(&config.server, &credentials)?;
-    let facts = node::NodeFacts::gather(
+    let mut facts = node::NodeFacts::gather(
         &config.node_name,
         &config.node_ip,
         config.kubelet_port,
         &config.data_dir,
     );
+    facts.disk_pressure_below_percent = u64::from(config.disk_pressure_below_percent);
     // The API server may be starting or busy: keep trying, as kubelet does.
     let mut attempt = 0u32;
     let registered = loop {

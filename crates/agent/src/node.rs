@@ -33,6 +33,61 @@ pub struct NodeFacts {
     pub architecture: String,
     /// Where this node keeps local-path volumes (announced on the Node for the provisioner).
     pub storage_dir: String,
+    /// The agent's data dir, whose filesystem DiskPressure watches.
+    pub data_dir: std::path::PathBuf,
+    /// DiskPressure below this percent available (0: never).
+    pub disk_pressure_below_percent: u64,
+}
+
+/// kubelet's default hard eviction signals, as node conditions: memory.available < 100Mi,
+/// nodefs.available < 10 % (configurable); and fewer than 10 % of PIDs left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub memory: bool,
+    pub disk: bool,
+    pub pid: bool,
+}
+
+impl Pressure {
+    /// From `/proc/meminfo`'s MemAvailable (bytes), the data dir's filesystem (available and
+    /// total blocks), and the process count against `pid_max`.
+    pub fn from_figures(
+        memory_available: Option<u64>,
+        disk: Option<(u64, u64)>,
+        pids: Option<(u64, u64)>,
+        disk_below_percent: u64,
+    ) -> Pressure {
+        Pressure {
+            memory: memory_available.is_some_and(|a| a < 100 << 20),
+            disk: disk.is_some_and(|(available, total)| {
+                total > 0 && available * 100 < total * disk_below_percent
+            }),
+            pid: pids.is_some_and(|(used, max)| max > 0 && (max - used.min(max)) * 10 < max),
+        }
+    }
+
+    pub fn measure(data_dir: &Path, disk_below_percent: u64) -> Pressure {
+        let memory = fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        });
+        let disk = rustix::fs::statvfs(data_dir)
+            .ok()
+            .map(|s| (s.f_bavail, s.f_blocks));
+        // /proc/loadavg's fourth field is running/total tasks.
+        let used = fs::read_to_string("/proc/loadavg").ok().and_then(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .split('/')
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        });
+        let max = first_line("/proc/sys/kernel/pid_max").parse::<u64>().ok();
+        Pressure::from_figures(memory, disk, used.zip(max), disk_below_percent)
+    }
 }
 
 fn first_line(path: &str) -> String {
@@ -78,6 +133,8 @@ impl NodeFacts {
             memory_bytes: memory_total_bytes(),
             ephemeral_storage_bytes: disk_bytes(data_dir),
             storage_dir: data_dir.join("storage").display().to_string(),
+            data_dir: data_dir.to_path_buf(),
+            disk_pressure_below_percent: 10,
             kernel_version: uname.release().to_string_lossy().into_owned(),
             os_image: os_image(),
             machine_id: first_line("/etc/machine-id"),
@@ -124,33 +181,60 @@ impl NodeFacts {
                 "operatingSystem": "linux",
                 "architecture": self.architecture,
             },
-            "conditions": conditions(now, previous),
+            "conditions": conditions(now, previous, Pressure::measure(&self.data_dir, self.disk_pressure_below_percent)),
         })
     }
 }
 
 /// kubelet's four conditions; a condition's lastTransitionTime only moves when its status
 /// changes.
-fn conditions(now: &str, previous: Option<&Node>) -> Value {
+fn conditions(now: &str, previous: Option<&Node>, pressure: Pressure) -> Value {
     let wanted = [
-        (
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-        ),
-        (
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-        ),
-        (
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
-        ),
+        if pressure.memory {
+            (
+                "MemoryPressure",
+                "True",
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+        } else {
+            (
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
+        },
+        if pressure.disk {
+            (
+                "DiskPressure",
+                "True",
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
+        } else {
+            (
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
+        },
+        if pressure.pid {
+            (
+                "PIDPressure",
+                "True",
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            )
+        } else {
+            (
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            )
+        },
         (
             "Ready",
             "True",
@@ -322,7 +406,39 @@ mod tests {
             boot_id: "b".into(),
             architecture: "amd64".into(),
             storage_dir: "/var/lib/timonel/agent/storage".into(),
+            data_dir: "/var/lib/timonel/agent".into(),
+            disk_pressure_below_percent: 10,
         }
+    }
+
+    #[test]
+    fn pressure_follows_kubelet_default_thresholds() {
+        assert_eq!(
+            Pressure::from_figures(Some(1 << 30), Some((50, 100)), Some((100, 32768)), 10),
+            Pressure::default()
+        );
+        let low = Pressure::from_figures(Some(50 << 20), Some((5, 100)), Some((30000, 32768)), 10);
+        // Disk pressure off.
+        assert!(!Pressure::from_figures(None, Some((0, 100)), None, 0).disk);
+        assert_eq!(
+            low,
+            Pressure {
+                memory: true,
+                disk: true,
+                pid: true
+            }
+        );
+        let conditions = conditions("2026-01-01T00:00:00Z", None, low);
+        assert_eq!(conditions[0]["type"], "MemoryPressure");
+        assert_eq!(conditions[0]["status"], "True");
+        assert_eq!(conditions[0]["reason"], "KubeletHasInsufficientMemory");
+        assert_eq!(conditions[1]["reason"], "KubeletHasDiskPressure");
+        assert_eq!(conditions[2]["reason"], "KubeletHasInsufficientPID");
+        // Unknown figures are no pressure.
+        assert_eq!(
+            Pressure::from_figures(None, None, None, 10),
+            Pressure::default()
+        );
     }
 
     #[test]

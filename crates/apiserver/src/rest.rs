@@ -890,7 +890,9 @@ async fn write(
                 admission::after_write(state, &info, (!finalizers_done).then_some(&new)).await;
                 return Ok((StatusCode::OK, new));
             }
-            Err(StoreError::Conflict { current, .. }) if requested_rv.is_none() => {
+            // Someone wrote in between: read again and redo the change. A request that named
+            // a resourceVersion still carries the old one then and fails the check above.
+            Err(StoreError::Conflict { current, .. }) => {
                 state.cache.wait_for(current).await;
             }
             Err(StoreError::NotFound(_)) if requested_rv.is_none() => {

@@ -124,6 +124,10 @@ struct NodeFlags {
     /// The bridge pods attach to.
     #[arg(long, default_value = "timonel0")]
     bridge: String,
+    /// DiskPressure when the data dir's filesystem has less than this percent available
+    /// (kubelet's default hard eviction signal, nodefs.available<10%); 0 turns it off.
+    #[arg(long, default_value_t = 10)]
+    disk_pressure_below_percent: u8,
 }
 
 impl NodeFlags {
@@ -147,6 +151,7 @@ impl NodeFlags {
         config.node_ip = self.node_ip.clone();
         config.kubelet_port = self.kubelet_port;
         config.bridge = self.bridge.clone();
+        config.disk_pressure_below_percent = self.disk_pressure_below_percent;
         config.netns_dir = timonel_agent::netns_dir_for(&self.bridge);
         config
     }

@@ -403,6 +403,8 @@ impl Cluster {
             kubelet_port.to_string(),
             "--bridge".into(),
             bridge.into(),
+            // A nearly full disk on the test machine must not taint the node.
+            "--disk-pressure-below-percent=0".into(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         let inner = Supervised::spawn(
@@ -553,7 +555,9 @@ impl Cluster {
             "--write-kubeconfig".into(),
             kubeconfig.display().to_string(),
         ];
-        if !config.agent {
+        if config.agent {
+            args.push("--disk-pressure-below-percent=0".into());
+        } else {
             args.push("--disable-agent".into());
         }
         if !config.control_plane {
