@@ -25,6 +25,9 @@ pub struct FitError {
     pub absent_nodes_reason: Option<String>,
     /// The preemption outcome when it did not help ("preemption: ...").
     pub post_filter_message: Option<String>,
+    /// Why a PreFilter rejected the pod for every node (e.g. a missing claim): upstream
+    /// prints it instead of the per-node histogram.
+    pub pre_filter_message: Option<String>,
     /// Where preemption would make room, when it can.
     pub preemption: Option<Box<Preemption>>,
 }
@@ -42,6 +45,13 @@ impl fmt::Display for FitError {
             return write!(f, "no nodes available to schedule pods");
         }
         write!(f, "0/{} nodes are available:", self.num_all_nodes)?;
+        if let Some(message) = &self.pre_filter_message {
+            write!(f, " {message}.")?;
+            if let Some(message) = &self.post_filter_message {
+                write!(f, " {message}")?;
+            }
+            return Ok(());
+        }
         let mut histogram: BTreeMap<&str, usize> = BTreeMap::new();
         for status in self.node_statuses.values() {
             for reason in &status.reasons {
@@ -110,6 +120,7 @@ pub fn schedule(pod: &Pod, snapshot: &Snapshot, rng_seed: u64) -> Result<String,
             node_statuses: BTreeMap::new(),
             absent_nodes_reason: None,
             post_filter_message: None,
+            pre_filter_message: None,
             preemption: None,
         });
     }
@@ -171,6 +182,7 @@ fn fit_error_with_preemption(
         node_statuses: statuses,
         absent_nodes_reason: None,
         post_filter_message: None,
+        pre_filter_message: state.volumes.as_ref().err().cloned(),
         preemption: None,
     };
     match evaluate_preemption(state, snapshot, &error.node_statuses) {
@@ -183,6 +195,7 @@ fn fit_error_with_preemption(
                 node_statuses,
                 absent_nodes_reason: Some(PREEMPTION_NOT_HELPFUL.to_string()),
                 post_filter_message: None,
+                pre_filter_message: None,
                 preemption: None,
             };
             error.post_filter_message = Some(format!("preemption: {inner}"));

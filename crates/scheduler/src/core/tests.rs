@@ -790,3 +790,31 @@ fn thousand_pods_spread_over_thousand_nodes() {
     assert_eq!(snapshot.num_pods(), 1000);
     assert!(max <= 2, "a node got {max} pods");
 }
+
+#[test]
+fn a_missing_claim_is_reported_once_as_upstream_pre_filter_failures_are() {
+    let snapshot = Snapshot::new(
+        vec![
+            node("a", "4", "8Gi"),
+            node("b", "4", "8Gi"),
+            node("c", "4", "8Gi"),
+        ],
+        vec![],
+    );
+    let mut p = pod("web", "100m", "64Mi");
+    spec(&mut p).volumes = Some(vec![k8s_openapi::api::core::v1::Volume {
+        name: "data".into(),
+        persistent_volume_claim: Some(
+            k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                claim_name: "data".into(),
+                read_only: None,
+            },
+        ),
+        ..Default::default()
+    }]);
+    assert_eq!(
+        fit_error(&p, &snapshot).to_string(),
+        "0/3 nodes are available: persistentvolumeclaim \"data\" not found. preemption: \
+         0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    );
+}
