@@ -5,6 +5,7 @@ pub mod backend;
 pub mod containers;
 pub mod env;
 pub mod events;
+pub mod grpc_probe;
 pub mod join;
 pub mod node;
 pub mod pods;

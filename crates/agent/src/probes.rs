@@ -127,6 +127,25 @@ pub async fn run_once(probe: &Probe, container: &Container, target: &Target) -> 
             Err(_) => Outcome::Failure(format!("dial tcp {host}:{port}: i/o timeout")),
         };
     }
+    if let Some(grpc) = &probe.grpc {
+        let Ok(port) = u16::try_from(grpc.port) else {
+            return Outcome::Failure(format!("invalid port {}", grpc.port));
+        };
+        let service = grpc.service.clone().unwrap_or_default();
+        let host = target.pod_ip.clone();
+        return match tokio::time::timeout(
+            timeout,
+            crate::grpc_probe::check(&host, port, &service, timeout),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Failure(format!(
+                "timeout: health rpc did not complete within {}s",
+                timeout.as_secs()
+            )),
+        };
+    }
     Outcome::Failure("the probe has no handler this node supports".into())
 }
 
