@@ -240,12 +240,7 @@ pub fn apply_security_and_resources(
 /// kubelet's OOM score policy by QoS class (Guaranteed −997, BestEffort 1000, Burstable in
 /// between by memory request); the runtime clamps negatives to 0 where the host forbids them.
 fn oom_score_adj(pod: &Pod, container: &Container, node_memory: u64) -> i32 {
-    let qos = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.qos_class.clone())
-        .unwrap_or_else(|| qos_class(pod).to_string());
-    match qos.as_str() {
+    match qos_class(pod) {
         "Guaranteed" => -997,
         "BestEffort" => 1000,
         _ => {
@@ -263,8 +258,17 @@ fn oom_score_adj(pod: &Pod, container: &Container, node_memory: u64) -> i32 {
     }
 }
 
-/// The pod's QoS class, computed as upstream's `GetPodQOS`.
-pub fn qos_class(pod: &Pod) -> &'static str {
+/// The pod's QoS class as upstream's `GetPodQOS`: the one the API server recorded in its
+/// status at creation, else computed from the spec.
+pub fn qos_class(pod: &Pod) -> &str {
+    match pod.status.as_ref().and_then(|s| s.qos_class.as_deref()) {
+        Some(recorded) if !recorded.is_empty() => recorded,
+        _ => computed_qos_class(pod),
+    }
+}
+
+/// upstream's `ComputePodQOS`.
+fn computed_qos_class(pod: &Pod) -> &'static str {
     let Some(spec) = pod.spec.as_ref() else {
         return "BestEffort";
     };

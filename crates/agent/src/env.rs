@@ -210,6 +210,34 @@ pub fn resource_value(
     }
 }
 
+/// One key of a ConfigMap or Secret that `valueFrom` names (`data` is the object's, `None`
+/// when it does not exist): `Ok(None)` when the reference is optional and the key or object
+/// is missing, with kubelet's messages otherwise.
+fn referenced_key(
+    data: Option<BTreeMap<String, String>>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+) -> Result<Option<String>, ConfigError> {
+    let optional = optional == Some(true);
+    match data {
+        Some(data) => match data.get(key) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional => Ok(None),
+            None => Err(ConfigError(format!(
+                "couldn't find key {key} in {kind} {namespace}/{name}"
+            ))),
+        },
+        None if optional => Ok(None),
+        None => Err(ConfigError(format!(
+            "{} \"{name}\" not found",
+            kind.to_lowercase()
+        ))),
+    }
+}
+
 /// The container's environment, `KEY=value` entries in kubelet's order, image env first.
 pub async fn environment(
     pod: &Pod,
@@ -263,42 +291,34 @@ pub async fn environment(
     }
     for var in container.env.iter().flatten() {
         let value = if let Some(from) = &var.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                match sources.config_map(&r.name).await? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => v.clone(),
-                        None if r.optional == Some(true) => continue,
-                        None => {
-                            return Ok(Err(ConfigError(format!(
-                                "couldn't find key {} in ConfigMap {}/{}",
-                                r.key, sources.namespace, r.name
-                            ))));
-                        }
-                    },
-                    None if r.optional == Some(true) => continue,
-                    None => {
-                        return Ok(Err(ConfigError(format!(
-                            "configmap \"{}\" not found",
-                            r.name
-                        ))));
-                    }
-                }
+            let referenced = if let Some(r) = &from.config_map_key_ref {
+                let data = sources.config_map(&r.name).await?;
+                Some(referenced_key(
+                    data,
+                    "ConfigMap",
+                    sources.namespace,
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                ))
             } else if let Some(r) = &from.secret_key_ref {
-                match sources.secret(&r.name).await? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => v.clone(),
-                        None if r.optional == Some(true) => continue,
-                        None => {
-                            return Ok(Err(ConfigError(format!(
-                                "couldn't find key {} in Secret {}/{}",
-                                r.key, sources.namespace, r.name
-                            ))));
-                        }
-                    },
-                    None if r.optional == Some(true) => continue,
-                    None => {
-                        return Ok(Err(ConfigError(format!("secret \"{}\" not found", r.name))));
-                    }
+                let data = sources.secret(&r.name).await?;
+                Some(referenced_key(
+                    data,
+                    "Secret",
+                    sources.namespace,
+                    &r.name,
+                    &r.key,
+                    r.optional,
+                ))
+            } else {
+                None
+            };
+            if let Some(referenced) = referenced {
+                match referenced {
+                    Ok(Some(v)) => v,
+                    Ok(None) => continue,
+                    Err(e) => return Ok(Err(e)),
                 }
             } else if let Some(r) = &from.field_ref {
                 match field_value(pod, &r.field_path) {
@@ -330,6 +350,24 @@ pub async fn environment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referenced_keys_give_kubelets_messages_or_skip_when_optional() {
+        let data = Some(BTreeMap::from([("k".to_string(), "v".to_string())]));
+        let get =
+            |data, key, optional| referenced_key(data, "ConfigMap", "ns", "cm", key, optional);
+        assert_eq!(get(data.clone(), "k", None), Ok(Some("v".into())));
+        assert_eq!(
+            get(data.clone(), "x", None),
+            Err(ConfigError("couldn't find key x in ConfigMap ns/cm".into()))
+        );
+        assert_eq!(get(data, "x", Some(true)), Ok(None));
+        assert_eq!(
+            referenced_key(None, "Secret", "ns", "s", "k", Some(false)),
+            Err(ConfigError("secret \"s\" not found".into()))
+        );
+        assert_eq!(get(None, "k", Some(true)), Ok(None));
+    }
 
     fn pod() -> Pod {
         serde_json::from_value(serde_json::json!({
