@@ -67,12 +67,8 @@ impl Pressure {
     }
 
     pub fn measure(data_dir: &Path, disk_below_percent: u64) -> Pressure {
-        let memory = fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map(|kib| kib * 1024)
-        });
+        let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = crate::stats::node_memory(&meminfo).1;
         let disk = rustix::fs::statvfs(data_dir)
             .ok()
             .map(|s| (s.f_bavail, s.f_blocks));
@@ -105,12 +101,8 @@ fn os_image() -> String {
 }
 
 fn memory_total_bytes() -> u64 {
-    let text = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .unwrap_or(0)
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    crate::stats::node_memory(&meminfo).0.unwrap_or(0)
 }
 
 fn disk_bytes(path: &Path) -> u64 {
