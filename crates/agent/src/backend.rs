@@ -180,12 +180,15 @@ impl NodeBackend for AgentBackend {
         })
     }
 
-    /// Attaches to the container's output: what it writes to stdout and stderr from now on,
-    /// read from its log as the shim records it, until it exits.
-    /// Containers here run with stdin on /dev/null, so an attached stdin is read and dropped,
-    /// as kubelet does for a container without `stdin: true`.
+    /// Attaches to the container through its shim's attach socket: its raw output from now
+    /// on, input to its stdin (`stdin: true`) and resizes of its terminal (`tty: true`),
+    /// until it exits. A runtime without that socket gets the output followed from the log,
+    /// and its stdin read and dropped.
     async fn attach(&self, req: ExecRequest) -> Result<ExecProcess, BackendError> {
-        self.running_container(&req.target)?;
+        let info = self.running_container(&req.target)?;
+        if let Some(socket) = self.agent.runtime.attach_socket(&info.id) {
+            return attach_through_shim(&socket, req).await;
+        }
         let (files, running) = self.logs(&req.target, false).await?;
         let follow = |stdout: bool| {
             let options = timonel_streaming::cri_log::LogOptions {
@@ -271,6 +274,99 @@ impl NodeBackend for AgentBackend {
         stream.set_nonblocking(true).map_err(internal)?;
         tokio::net::TcpStream::from_std(stream).map_err(internal)
     }
+}
+
+/// One attach session over the shim's socket (protocol in `timonel_runtime::native::attach`):
+/// a task frames the client's input and resizes, another splits the shim's frames into
+/// stdout and stderr; the session ends when the shim closes the connection.
+async fn attach_through_shim(
+    socket: &std::path::Path,
+    req: ExecRequest,
+) -> Result<ExecProcess, BackendError> {
+    use timonel_runtime::native::attach as frames;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| internal(format!("attaching to the container: {e}")))?;
+    let (mut from_shim, mut to_shim) = stream.into_split();
+    let hello = [if req.stdin { frames::HELLO_STDIN } else { 0 }];
+    to_shim
+        .write_all(&frames::encode(frames::HELLO, &hello))
+        .await
+        .map_err(internal)?;
+
+    let (stdin_theirs, mut stdin_ours) = tokio::io::duplex(64 * 1024);
+    let (resize_tx, mut resize_rx) = tokio::sync::mpsc::channel::<TerminalSize>(8);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut stdin_open = req.stdin;
+        let mut resize_open = req.tty;
+        while stdin_open || resize_open {
+            let frame = tokio::select! {
+                read = stdin_ours.read(&mut buf), if stdin_open => match read {
+                    Ok(n) if n > 0 => frames::encode(frames::STDIN, &buf[..n]),
+                    _ => {
+                        stdin_open = false;
+                        frames::encode(frames::STDIN_EOF, b"")
+                    }
+                },
+                size = resize_rx.recv(), if resize_open => match size {
+                    Some(size) => {
+                        let mut payload = size.width.to_be_bytes().to_vec();
+                        payload.extend_from_slice(&size.height.to_be_bytes());
+                        frames::encode(frames::RESIZE, &payload)
+                    }
+                    None => {
+                        resize_open = false;
+                        continue;
+                    }
+                },
+            };
+            if to_shim.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        // Dropping the write half leaves the connection open for the output.
+    });
+
+    let (mut stdout_ours, stdout_theirs) = tokio::io::duplex(64 * 1024);
+    let (mut stderr_ours, stderr_theirs) = tokio::io::duplex(64 * 1024);
+    let (want_stdout, want_stderr) = (req.stdout || req.tty, req.stderr && !req.tty);
+    let copier = tokio::spawn(async move {
+        let mut header = [0u8; 5];
+        while from_shim.read_exact(&mut header).await.is_ok() {
+            let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+            let mut payload = vec![0u8; length as usize];
+            if from_shim.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            let delivered = match header[0] {
+                frames::STDOUT if want_stdout => stdout_ours.write_all(&payload).await,
+                frames::STDERR if want_stderr => stderr_ours.write_all(&payload).await,
+                _ => Ok(()),
+            };
+            // The session is gone (the server dropped its readers).
+            if delivered.is_err() {
+                break;
+            }
+        }
+    });
+    // As containerd's attach: the session ends, successfully, when the container stops.
+    let exit = Box::pin(async move {
+        let _ = copier.await;
+        Ok(0)
+    });
+    Ok(ExecProcess {
+        stdin: req
+            .stdin
+            .then(|| Box::new(stdin_theirs) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
+        stdout: want_stdout.then(|| Box::new(stdout_theirs) as Reader),
+        stderr: want_stderr.then(|| Box::new(stderr_theirs) as Reader),
+        resize: req.tty.then_some(resize_tx),
+        exit,
+    })
 }
 
 fn internal(e: impl std::fmt::Display) -> BackendError {

@@ -1212,7 +1212,9 @@ impl Worker {
             uid,
             gid,
             hostname,
-            tty: false,
+            tty: container.tty.unwrap_or(false),
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
             network_namespace: if host_network {
                 NamespaceMode::Host
             } else {

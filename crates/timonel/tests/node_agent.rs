@@ -717,6 +717,150 @@ fn exec_with_a_terminal_under_script() {
     assert!(text.contains("ctty=1"), "a controlling terminal: {text}");
 }
 
+/// `script` running `command` on a terminal of its own, fed `input`; its exit status and what
+/// the terminal showed.
+fn under_a_terminal(command: &str, input: &str) -> (std::process::ExitStatus, String) {
+    require("script", "bsdutils");
+    let mut child = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("HOME", node().data_dir.join("tty-home"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+#[test]
+fn run_with_stdin_feeds_the_container_and_attach_sends_input() {
+    let (s, _g) = session("agent-stdin");
+    // `run -i`: the pod gets stdin and stdinOnce; kubectl's input reaches the container and
+    // its end closes the container's stdin, so the loop ends.
+    let out = s.kubectl_stdin_ok(
+        &[
+            "run",
+            "reader",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image",
+            IMAGE,
+            "--",
+            "sh",
+            "-c",
+            "while read line; do echo got:$line; done; echo eof",
+        ],
+        "one\ntwo\n",
+    );
+    assert!(out.contains("got:one\ngot:two\neof\n"), "{out}");
+    s.eventually("the --rm pod deleted", Duration::from_secs(30), || {
+        let out = s.kubectl(&["get", "pod", "reader"]);
+        if out.status.success() {
+            Err("the pod is still there".to_string())
+        } else {
+            Ok(())
+        }
+    });
+
+    // Without stdinOnce the container's stdin outlives an attach: two sessions each send a
+    // line and see the reply.
+    s.apply_stdin(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: echoer
+spec:
+  restartPolicy: Never
+  containers:
+  - name: echoer
+    image: {IMAGE}
+    stdin: true
+    command: ["sh", "-c", "while read line; do echo reply:$line; done; echo closed"]
+"#
+    ));
+    wait_phase(&s, "echoer", "Running");
+    for word in ["first", "second"] {
+        let mut attached = s.spawn_kubectl_stdin(&["attach", "-i", "echoer"], &format!("{word}\n"));
+        attached.expect_line("the reply", Duration::from_secs(20), |l| {
+            l == format!("reply:{word}")
+        });
+        drop(attached);
+    }
+    assert_eq!(s.jsonpath("pod/echoer", "{.status.phase}"), "Running");
+}
+
+#[test]
+fn run_it_gives_the_container_a_terminal_that_follows_resizes() {
+    let (s, _g) = session("agent-run-it");
+    let kubectl = e2e::harness::tools().kubectl.display().to_string();
+    // The outer terminal's size, which kubectl sends on the resize channel.
+    let command = format!(
+        "stty rows 33 cols 99; {kubectl} --kubeconfig {} -n {} run -it --rm --restart=Never shell --image {IMAGE} -- sh",
+        node().cluster.kubeconfig.display(),
+        s.ns
+    );
+    let (status, text) = under_a_terminal(
+        &command,
+        "sleep 1; stty size; tty; echo answer=$((6*7)); exit\n",
+    );
+    assert!(status.success(), "{text}");
+    // Worked out by the container's shell (the local echo shows only the expression), on
+    // the container's own terminal, with the outer size.
+    assert!(text.contains("answer=42"), "{text}");
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("33 99"), "the resize: {text}");
+    s.eventually("the --rm pod deleted", Duration::from_secs(30), || {
+        let out = s.kubectl(&["get", "pod", "shell"]);
+        if out.status.success() {
+            Err("the pod is still there".to_string())
+        } else {
+            Ok(())
+        }
+    });
+
+    // attach -it reaches a running terminal container the same way.
+    s.apply_stdin(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: console
+spec:
+  restartPolicy: Never
+  containers:
+  - name: console
+    image: {IMAGE}
+    stdin: true
+    tty: true
+    command: ["sh"]
+"#
+    ));
+    wait_phase(&s, "console", "Running");
+    let command = format!(
+        "{kubectl} --kubeconfig {} -n {} attach -it console",
+        node().cluster.kubeconfig.display(),
+        s.ns
+    );
+    let (status, text) = under_a_terminal(&command, "echo sum=$((40+2)); exit\n");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("sum=42"), "{text}");
+    wait_phase(&s, "console", "Succeeded");
+}
+
 #[test]
 fn an_image_is_pulled_from_a_local_registry() {
     let (s, _g) = session("agent-pull");

@@ -45,7 +45,7 @@ fn exec_process(dir: &Path, command: &[String]) -> Result<serde_json::Value, Str
 }
 
 /// Receives the terminal master libcontainer sends over the console socket.
-fn receive_master(listener: &UnixListener) -> io::Result<OwnedFd> {
+pub(super) fn receive_master(listener: &UnixListener) -> io::Result<OwnedFd> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + Duration::from_secs(10);

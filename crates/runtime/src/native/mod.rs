@@ -11,10 +11,12 @@
 //! libcontainer forks, so the agent never calls it in-process: each container gets a shim,
 //! our own binary re-executed as `timonel container-shim`, which detaches (double fork,
 //! `setsid`), becomes the container's subreaper, starts it, copies its stdout and stderr into
-//! CRI-format log files and records its exit. The shim outlives the agent, so an agent
+//! CRI-format log files and records its exit. It also holds the container's stdin (or its
+//! terminal's master) and serves the attach socket (see [`attach`]). The shim outlives the agent, so an agent
 //! restart finds the container still running, still logging, and its exit still recorded.
 //! `exec` works the same way through `timonel container-exec`.
 
+pub mod attach;
 pub mod exec_tty;
 pub mod oci;
 pub mod pause;
@@ -82,7 +84,15 @@ pub struct ContainerSpec {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     pub hostname: String,
+    /// `tty: true`: the container's stdio is a terminal the shim holds the master of.
     pub tty: bool,
+    /// `stdin: true`: the container's stdin is a pipe the shim feeds from attached clients
+    /// (otherwise /dev/null).
+    #[serde(default)]
+    pub stdin: bool,
+    /// `stdinOnce`: the first attached client that ends its input closes the container's.
+    #[serde(default)]
+    pub stdin_once: bool,
     pub network_namespace: NamespaceMode,
     pub ipc_namespace: NamespaceMode,
     pub uts_namespace: NamespaceMode,
@@ -195,6 +205,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// The command line that execs `command` in container `id` with the caller's stdio, for
     /// the agent to spawn (exec never forks the agent itself).
     fn exec_command(&self, id: &str, command: &[String], tty: bool) -> Result<Command>;
+    /// The socket of a running container's shim that attach connects to (see [`attach`]);
+    /// `None` when the runtime has none, and attach follows the log instead.
+    fn attach_socket(&self, id: &str) -> Option<PathBuf> {
+        let _ = id;
+        None
+    }
 }
 
 /// The native runtime over a root directory (`<agent data dir>/containers`).
@@ -565,6 +581,11 @@ impl ContainerRuntime for NativeRuntime {
         }
         cmd.arg("--").args(command);
         Ok(cmd)
+    }
+
+    fn attach_socket(&self, id: &str) -> Option<PathBuf> {
+        let path = attach::socket_path(&self.dir(id));
+        path.exists().then_some(path)
     }
 }
 

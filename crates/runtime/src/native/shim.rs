@@ -15,6 +15,10 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
+use nix::fcntl::OFlag;
+use std::os::unix::net::UnixListener;
+
+use super::attach::{AttachServer, StdinSink};
 use super::{ContainerSpec, Exited, Started, now_rfc3339, proc_stat, write_json_atomic};
 use timonel_streaming::cri_log::{LogStream as Stream, LogWriter, LogWriterOptions};
 
@@ -118,24 +122,20 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
             );
         }
     };
-    let (stdout_read, stdout_write) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => return record_failure(dir, &format!("pipe: {e}"), ready),
-    };
-    let (stderr_read, stderr_write) = match nix::unistd::pipe() {
-        Ok(p) => p,
-        Err(e) => return record_failure(dir, &format!("pipe: {e}"), ready),
-    };
-    let stdin = match fs::File::open("/dev/null") {
-        Ok(f) => OwnedFd::from(f),
-        Err(e) => return record_failure(dir, &format!("/dev/null: {e}"), ready),
+    let io = match ContainerStdio::prepare(dir, &spec) {
+        Ok(io) => io,
+        Err(e) => return record_failure(dir, &e, ready),
     };
     let built = ContainerBuilder::new(id.to_string(), SyscallType::Linux)
         .with_root_path(state_root(dir))
         .map(|b| {
-            b.with_stdin(stdin)
-                .with_stdout(stdout_write)
-                .with_stderr(stderr_write)
+            let b = match &io.console_socket {
+                Some((path, _)) => b.with_console_socket(Some(path)),
+                None => b,
+            };
+            b.with_stdin(io.container_stdin)
+                .with_stdout(io.container_stdout)
+                .with_stderr(io.container_stderr)
                 .as_init(dir.join("bundle"))
                 .with_systemd(false)
                 .with_detach(true)
@@ -145,6 +145,34 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
         Ok(c) => c,
         Err(e) => return record_failure(dir, &format!("creating the container: {e}"), ready),
     };
+    // With a terminal, the output is its master, which libcontainer sent while creating.
+    let (outputs, terminal) = match io.console_socket {
+        Some((path, listener)) => {
+            let master = super::exec_tty::receive_master(&listener);
+            let _ = fs::remove_file(&path);
+            match master.and_then(|m| m.try_clone().map(|c| (m, c))) {
+                Ok((master, resize)) => (vec![(master, Stream::Stdout)], Some(resize)),
+                Err(e) => {
+                    let _ = container.delete(true);
+                    return record_failure(dir, &format!("the container's terminal: {e}"), ready);
+                }
+            }
+        }
+        None => (io.outputs, None),
+    };
+    let stdin_writer = match &terminal {
+        Some(master) if spec.stdin => master.try_clone().ok().map(fs::File::from),
+        Some(_) => None,
+        None => io.stdin_writer,
+    };
+    let attach =
+        match AttachServer::start(dir, StdinSink::new(stdin_writer, spec.stdin_once), terminal) {
+            Ok(server) => server,
+            Err(e) => {
+                let _ = container.delete(true);
+                return record_failure(dir, &format!("the attach socket: {e}"), ready);
+            }
+        };
     if let Err(e) = container.start() {
         let _ = container.delete(true);
         return record_failure(dir, &format!("starting the container: {e}"), ready);
@@ -171,11 +199,13 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
     redirect_stdio_to_null();
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    for (fd, stream) in [(stdout_read, Stream::Stdout), (stderr_read, Stream::Stderr)] {
+    let copiers = outputs.len();
+    for (fd, stream) in outputs {
         let writer = Arc::clone(&writer);
+        let attach = Arc::clone(&attach);
         let done = done_tx.clone();
         std::thread::spawn(move || {
-            copy_to_log(fd, stream, &writer);
+            copy_output(fd, stream, &writer, &attach);
             let _ = done.send(());
         });
     }
@@ -185,7 +215,7 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
     // Processes the container forked may keep its stdout open; give the log a moment to
     // drain, then go on without them.
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    for _ in 0..2 {
+    for _ in 0..copiers {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if done_rx.recv_timeout(left).is_err() {
             break;
@@ -204,6 +234,9 @@ fn run_shim(dir: &Path, id: &str, ready: OwnedFd) -> i32 {
         finished_at: now_rfc3339(),
         error: None,
     };
+    // Attached clients get the last output before the exit is recorded, so the session
+    // has ended by the time the container counts as exited.
+    attach.finish(Duration::from_secs(2));
     let _ = write_json_atomic(&dir.join("exit.json"), &exited);
     if let Ok(mut lc) = Container::load(state_root(dir).join(id)) {
         let _ = lc.delete(true);
@@ -226,7 +259,67 @@ fn wait_for(init: Pid) -> WaitStatus {
     }
 }
 
-fn copy_to_log(fd: OwnedFd, stream: Stream, writer: &Mutex<LogWriter>) {
+/// The container's standard streams as the shim sets them up: stdin a pipe the shim writes
+/// (`stdin: true`) or /dev/null; stdout and stderr pipes the shim reads, or, with
+/// `tty: true`, one terminal whose master libcontainer passes over a console socket.
+struct ContainerStdio {
+    container_stdin: OwnedFd,
+    container_stdout: OwnedFd,
+    container_stderr: OwnedFd,
+    stdin_writer: Option<fs::File>,
+    outputs: Vec<(OwnedFd, Stream)>,
+    console_socket: Option<(PathBuf, UnixListener)>,
+}
+
+impl ContainerStdio {
+    fn prepare(dir: &Path, spec: &ContainerSpec) -> Result<ContainerStdio, String> {
+        let null = || {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| format!("/dev/null: {e}"))
+        };
+        // The shim's ends are close-on-exec, so the container never holds its own stdin open.
+        let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
+        if spec.tty {
+            let path = dir.join("console.sock");
+            let _ = fs::remove_file(&path);
+            let listener =
+                UnixListener::bind(&path).map_err(|e| format!("the console socket: {e}"))?;
+            return Ok(ContainerStdio {
+                container_stdin: null()?,
+                container_stdout: null()?,
+                container_stderr: null()?,
+                // Input goes to the terminal master, once libcontainer sent it.
+                stdin_writer: None,
+                outputs: Vec::new(),
+                console_socket: Some((path, listener)),
+            });
+        }
+        let (stdout_read, stdout_write) = pipe()?;
+        let (stderr_read, stderr_write) = pipe()?;
+        let (container_stdin, stdin_writer) = if spec.stdin {
+            let (read, write) = pipe()?;
+            (read, Some(fs::File::from(write)))
+        } else {
+            (null()?, None)
+        };
+        Ok(ContainerStdio {
+            container_stdin,
+            container_stdout: stdout_write,
+            container_stderr: stderr_write,
+            stdin_writer,
+            outputs: vec![(stdout_read, Stream::Stdout), (stderr_read, Stream::Stderr)],
+            console_socket: None,
+        })
+    }
+}
+
+/// Copies one output stream of the container into its log and to attached clients. A
+/// terminal master reads EIO once the container's side is closed: that is its end.
+fn copy_output(fd: OwnedFd, stream: Stream, writer: &Mutex<LogWriter>, attach: &AttachServer) {
     let mut file = fs::File::from(fd);
     let mut buf = vec![0u8; 32 * 1024];
     loop {
@@ -236,6 +329,11 @@ fn copy_to_log(fd: OwnedFd, stream: Stream, writer: &Mutex<LogWriter>) {
                 if let Ok(mut w) = writer.lock() {
                     let _ = w.write(stream, &buf[..n]);
                 }
+                let kind = match stream {
+                    Stream::Stdout => super::attach::STDOUT,
+                    Stream::Stderr => super::attach::STDERR,
+                };
+                attach.broadcast(kind, &buf[..n]);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,

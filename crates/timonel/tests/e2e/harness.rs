@@ -896,13 +896,30 @@ impl<'c> Session<'c> {
 
     /// Starts a long-running kubectl (`get -w`, `wait`) whose stdout is read line by line.
     pub fn spawn_kubectl(&self, args: &[&str]) -> Background {
+        self.spawn_kubectl_with(args, None)
+    }
+
+    /// As [`Session::spawn_kubectl`], with `stdin` written to its standard input, then closed.
+    pub fn spawn_kubectl_stdin(&self, args: &[&str], stdin: &str) -> Background {
+        self.spawn_kubectl_with(args, Some(stdin))
+    }
+
+    fn spawn_kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> Background {
         let mut cmd = self.command(&tools().kubectl, args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot spawn kubectl {args:?}: {err}"));
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .unwrap_or_else(|err| panic!("writing to kubectl {args:?}: {err}"));
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, lines) = mpsc::channel();
