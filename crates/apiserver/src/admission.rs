@@ -52,6 +52,7 @@ pub fn prepare_create(state: &State, info: &ResourceInfo, obj: &mut Value) -> Re
     };
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => {
+            service_account(state, obj)?;
             resolve_priority(state, obj)?;
             add_default_tolerations(&state.admission, obj);
             let qos = qos_class(&obj["spec"]);
@@ -113,6 +114,110 @@ pub fn prepare_create(state: &State, info: &ResourceInfo, obj: &mut Value) -> Re
         }
         _ if info.has_subresource("status") && info.kind != "Node" => drop_status(obj),
         _ => {}
+    }
+    Ok(())
+}
+
+/// Where the ServiceAccount admission mounts a pod's API credentials.
+pub const SERVICE_ACCOUNT_MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Upstream's ServiceAccount admission: the pod runs as `default` unless it names an account
+/// (which must exist), and, unless `automountServiceAccountToken` is false on the pod or the
+/// account, every container gets the `kube-api-access-…` projected volume (a bound token,
+/// `kube-root-ca.crt`, the namespace) at [`SERVICE_ACCOUNT_MOUNT_PATH`]. Mirror pods are left
+/// alone. A missing `default` account is not an error here: the ServiceAccount controller
+/// creates it moments after its namespace, and refusing pods meanwhile would only make every
+/// client retry.
+fn service_account(state: &State, pod: &mut Value) -> Result<(), ApiError> {
+    if pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
+        return Ok(());
+    }
+    let namespace = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let name = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .or(pod["spec"]["serviceAccount"].as_str())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    pod["spec"]["serviceAccountName"] = json!(name);
+    pod["spec"]["serviceAccount"] = json!(name);
+    let account = state
+        .cache
+        .get(&format!(
+            "/registry/core/serviceaccounts/{namespace}/{name}"
+        ))
+        .map(|a| a.value());
+    if account.is_none() && name != "default" {
+        return Err(ApiError::forbidden(format!(
+            "error looking up service account {namespace}/{name}: serviceaccount \"{name}\" not found"
+        )));
+    }
+    let automount = pod["spec"]["automountServiceAccountToken"]
+        .as_bool()
+        .or_else(|| {
+            account
+                .as_ref()
+                .and_then(|a| a["automountServiceAccountToken"].as_bool())
+        })
+        .unwrap_or(true);
+    if !automount {
+        return Ok(());
+    }
+    const SUFFIX_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|_| SUFFIX_CHARS[rand::random_range(0..SUFFIX_CHARS.len())] as char)
+        .collect();
+    let volume_name = format!("kube-api-access-{suffix}");
+    let mut mounted = false;
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = pod["spec"][list].as_array_mut() else {
+            continue;
+        };
+        for container in containers {
+            let mounts = &mut container["volumeMounts"];
+            let has_own = mounts
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["mountPath"] == SERVICE_ACCOUNT_MOUNT_PATH);
+            if has_own {
+                continue;
+            }
+            if !mounts.is_array() {
+                *mounts = json!([]);
+            }
+            if let Some(list) = mounts.as_array_mut() {
+                list.push(json!({
+                    "name": volume_name,
+                    "readOnly": true,
+                    "mountPath": SERVICE_ACCOUNT_MOUNT_PATH,
+                }));
+                mounted = true;
+            }
+        }
+    }
+    if mounted {
+        let volume = json!({
+            "name": volume_name,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        });
+        let volumes = &mut pod["spec"]["volumes"];
+        if !volumes.is_array() {
+            *volumes = json!([]);
+        }
+        if let Some(list) = volumes.as_array_mut() {
+            list.push(volume);
+        }
     }
     Ok(())
 }

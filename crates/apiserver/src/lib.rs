@@ -18,6 +18,7 @@ pub mod kubelet;
 pub mod request;
 pub mod rest;
 pub mod server;
+pub mod tokens;
 pub mod watch;
 
 use std::net::{IpAddr, SocketAddr};
@@ -152,6 +153,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let _ = state
         .kubelet
         .set(Arc::new(kubelet::KubeletAccess::new(pki.clone())?));
+    let _ = state
+        .token_signer
+        .set(Arc::new(tokens::TokenSigner::from_pkcs8(
+            pki.service_account_key(),
+        )?));
     admission::bootstrap(&state)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;

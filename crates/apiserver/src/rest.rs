@@ -39,7 +39,7 @@ impl Request<'_> {
         }
     }
 
-    fn namespace(&self) -> Option<&str> {
+    pub fn namespace(&self) -> Option<&str> {
         self.path.namespace.as_deref()
     }
 
@@ -108,6 +108,9 @@ pub async fn handle(state: &Arc<State>, req: Request<'_>, verb: Verb) -> Result<
         (Verb::Update | Verb::Patch, Some("scale")) => update_scale(state, &req, verb).await,
         (Verb::Create, Some("binding")) => admission::bind_pod(state, &req).await,
         (Verb::Create, Some("eviction")) => admission::evict_pod(state, &req).await,
+        (Verb::Create, Some("token")) if info.plural == "serviceaccounts" => {
+            crate::tokens::create_token(state, &req).await
+        }
         (Verb::Get, None | Some("status")) => get(state, &req),
         (Verb::List, None) => list(state, &req),
         (Verb::Watch, None) => watch::serve(state, &req),

@@ -179,6 +179,9 @@ pub struct State {
     /// Node join and kubelet proxy credentials; set once at start (absent in tests that do
     /// not need nodes).
     pub kubelet: std::sync::OnceLock<Arc<crate::kubelet::KubeletAccess>>,
+    /// Signs and checks service account tokens; set once at start (absent in tests that do
+    /// not need them, where TokenRequest answers 404).
+    pub token_signer: std::sync::OnceLock<Arc<crate::tokens::TokenSigner>>,
 }
 
 impl State {
@@ -205,6 +208,7 @@ impl State {
             openapi_cache: Default::default(),
             admission,
             kubelet: std::sync::OnceLock::new(),
+            token_signer: std::sync::OnceLock::new(),
         });
         crate::admission::load_crds(&state);
         Ok(state)
@@ -286,7 +290,9 @@ where
         }
         _ => {}
     }
-    let user = cert_user.or_else(|| state.authenticator.authenticate(header("authorization")));
+    let user = cert_user
+        .or_else(|| state.authenticator.authenticate(header("authorization")))
+        .or_else(|| crate::tokens::authenticate(&state, header("authorization")));
     let Some(user) = user else {
         return error_response(&ApiError::unauthorized());
     };

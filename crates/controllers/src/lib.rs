@@ -38,6 +38,9 @@ pub struct ControllerOptions {
     pub node_ipam: Option<NodeIpamOptions>,
     /// `--terminated-pod-gc-threshold` (0: no limit).
     pub terminated_pod_gc_threshold: usize,
+    /// The CA bundle published as `kube-root-ca.crt` in every namespace (`--root-ca-file`,
+    /// or the client's own CA); None: not published.
+    pub root_ca_pem: Option<String>,
 }
 
 /// Where node pod CIDRs come from.
@@ -99,6 +102,7 @@ impl Default for ControllerOptions {
             node_lifecycle: nodelifecycle::LifecycleSettings::default(),
             node_ipam: Some(NodeIpamOptions::default()),
             terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_POD_THRESHOLD,
+            root_ca_pem: None,
         }
     }
 }

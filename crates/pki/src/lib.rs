@@ -597,6 +597,18 @@ pub struct ClusterPki {
     kubelet_client: KeyedCert,
     admin_token: String,
     node_token: String,
+    /// PKCS#8 DER of the ECDSA P-256 key that signs service account tokens.
+    service_account_key: Vec<u8>,
+}
+
+/// Loads the service account signing key (`tls/service-account.key`), or creates it.
+fn ensure_service_account_key(path: &Path) -> Result<Vec<u8>, PkiError> {
+    if let Some(pem) = read_optional(path)? {
+        return Ok(parse_key_pem(path, &pem)?.serialize_der());
+    }
+    let key = generate_key("service account signing")?;
+    write_file(path, key.serialize_pem().as_bytes(), MODE_SECRET)?;
+    Ok(key.serialize_der())
 }
 
 impl ClusterPki {
@@ -653,7 +665,9 @@ impl ClusterPki {
         )?;
         let admin_token = ensure_admin_token(&server_dir.join("admin-token"))?;
         let node_token = ensure_node_token(&server_dir.join("node-token"), &server_ca.cert_pem)?;
+        let service_account_key = ensure_service_account_key(&tls_dir.join("service-account.key"))?;
         Ok(ClusterPki {
+            service_account_key,
             tls_dir,
             server_ca,
             client_ca,
@@ -699,6 +713,11 @@ impl ClusterPki {
     }
 
     /// The bearer token that authenticates as `system:admin` (group `system:masters`).
+    /// The service account token signing key (ECDSA P-256, PKCS#8 DER).
+    pub fn service_account_key(&self) -> &[u8] {
+        &self.service_account_key
+    }
+
     pub fn admin_token(&self) -> &str {
         &self.admin_token
     }

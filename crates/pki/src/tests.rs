@@ -46,6 +46,7 @@ fn first_start_creates_everything_with_private_modes() {
         "client-ca.key",
         "serving-kube-apiserver.key",
         "client-admin.key",
+        "service-account.key",
     ] {
         assert_eq!(mode(&tls.join(key)), 0o600, "{key}");
     }
@@ -117,6 +118,7 @@ fn later_starts_reuse_everything_without_rewriting() {
     assert_eq!(first.admin_client_cert(), second.admin_client_cert());
     assert_eq!(first.admin_token(), second.admin_token());
     assert_eq!(first.node_token(), second.node_token());
+    assert_eq!(first.service_account_key(), second.service_account_key());
 }
 
 #[test]

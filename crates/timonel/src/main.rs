@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -221,6 +222,10 @@ struct ControllerFlags {
     /// Terminated pods kept before the oldest are deleted (0: no limit).
     #[arg(long, default_value_t = timonel_controllers::podgc::DEFAULT_TERMINATED_POD_THRESHOLD)]
     terminated_pod_gc_threshold: usize,
+    /// The CA bundle published to every namespace as the ConfigMap kube-root-ca.crt (default:
+    /// the cluster's CA, as the API client trusts it).
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 impl ControllerFlags {
@@ -246,9 +251,33 @@ impl ControllerFlags {
             },
             node_ipam,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            root_ca_pem: match &self.root_ca_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("--root-ca-file {}", path.display()))?,
+                ),
+                None => None,
+            },
             ..timonel_controllers::ControllerOptions::default()
         })
     }
+}
+
+/// The PEM bundle of the CA certificates a kube client trusts (DER in its config).
+fn ca_bundle_pem(config: &kube::Config) -> Option<String> {
+    use base64::Engine;
+    let certs = config.root_cert.as_ref().filter(|c| !c.is_empty())?;
+    let mut pem = String::new();
+    for der in certs {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    Some(pem)
 }
 
 #[derive(clap::Args)]
@@ -296,13 +325,20 @@ struct SimArgs {
 
 /// A kube-rs client from a kubeconfig file.
 async fn client_from(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    Ok(client_and_config_from(kubeconfig).await?.0)
+}
+
+/// A kube-rs client from a kubeconfig file, with the configuration it was built from.
+async fn client_and_config_from(
+    kubeconfig: &std::path::Path,
+) -> anyhow::Result<(kube::Client, kube::Config)> {
     use anyhow::Context;
     let file = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
     let config =
         kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
             .await?;
-    Ok(kube::Client::try_from(config)?)
+    Ok((kube::Client::try_from(config.clone())?, config))
 }
 
 async fn run_sim(args: SimArgs) -> anyhow::Result<()> {
@@ -384,8 +420,11 @@ fn main() {
                 }
             }
             Command::ControllerManager(args) => {
-                let options = args.controllers.options()?;
-                let client = client_from(&args.client.kubeconfig).await?;
+                let mut options = args.controllers.options()?;
+                let (client, config) = client_and_config_from(&args.client.kubeconfig).await?;
+                if options.root_ca_pem.is_none() {
+                    options.root_ca_pem = ca_bundle_pem(&config);
+                }
                 let identity = timonel_controllers::leader::identity();
                 let elected = run_elected(
                     client.clone(),
@@ -451,9 +490,12 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         args.default_not_ready_toleration_seconds;
     config.admission.default_unreachable_toleration_seconds =
         args.default_unreachable_toleration_seconds;
-    let controller_options = args.controllers.options()?;
+    let mut controller_options = args.controllers.options()?;
     let data_dir = config.data_dir.clone();
     let server = timonel_apiserver::start(config).await?;
+    if controller_options.root_ca_pem.is_none() {
+        controller_options.root_ca_pem = Some(server.ca_pem.clone());
+    }
     if !args.disable_agent {
         let token = std::fs::read_to_string(data_dir.join("server").join("node-token"))?;
         let url = format!("https://127.0.0.1:{}", server.address.port());

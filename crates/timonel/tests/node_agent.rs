@@ -198,6 +198,21 @@ fn wait_phase(s: &Session<'_>, pod: &str, phase: &str) {
     })
 }
 
+fn wait_pod_gone(s: &Session<'_>, pod: &str) {
+    s.eventually(
+        &format!("pod {pod} deleted"),
+        Duration::from_secs(60),
+        || {
+            let out = s.kubectl(&["get", "pod", pod]);
+            if out.status.success() {
+                Err("the pod is still there".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    );
+}
+
 fn run_pod(s: &Session<'_>, name: &str, script: &str) {
     s.kubectl_ok(&["run", name, "--image", IMAGE, "--", "sh", "-c", script]);
     wait_phase(s, name, "Running");
@@ -766,14 +781,7 @@ fn run_with_stdin_feeds_the_container_and_attach_sends_input() {
         "one\ntwo\n",
     );
     assert!(out.contains("got:one\ngot:two\neof\n"), "{out}");
-    s.eventually("the --rm pod deleted", Duration::from_secs(30), || {
-        let out = s.kubectl(&["get", "pod", "reader"]);
-        if out.status.success() {
-            Err("the pod is still there".to_string())
-        } else {
-            Ok(())
-        }
-    });
+    wait_pod_gone(&s, "reader");
 
     // Without stdinOnce the container's stdin outlives an attach: two sessions each send a
     // line and see the reply.
@@ -823,14 +831,7 @@ fn run_it_gives_the_container_a_terminal_that_follows_resizes() {
     assert!(text.contains("answer=42"), "{text}");
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("33 99"), "the resize: {text}");
-    s.eventually("the --rm pod deleted", Duration::from_secs(30), || {
-        let out = s.kubectl(&["get", "pod", "shell"]);
-        if out.status.success() {
-            Err("the pod is still there".to_string())
-        } else {
-            Ok(())
-        }
-    });
+    wait_pod_gone(&s, "shell");
 
     // attach -it reaches a running terminal container the same way.
     s.apply_stdin(&format!(
@@ -859,6 +860,106 @@ spec:
     assert!(status.success(), "{text}");
     assert!(text.contains("sum=42"), "{text}");
     wait_phase(&s, "console", "Succeeded");
+}
+
+/// A kubeconfig that authenticates with `token` alone (no client certificate).
+fn token_kubeconfig(s: &Session<'_>, name: &str, token: &str) -> PathBuf {
+    let cluster = &node().cluster;
+    let ca = cluster.dir.join("server/server/tls/server-ca.crt");
+    s.write_file(
+        name,
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            cluster.port,
+            ca.display(),
+            token.trim()
+        ),
+    )
+}
+
+#[test]
+fn pods_get_service_account_credentials_that_authenticate_to_the_api() {
+    let (s, _g) = session("agent-sa");
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    run_pod(&s, "client", "sleep 3600");
+    let read =
+        |file: &str| s.kubectl_ok(&["exec", "client", "--", "cat", &format!("{dir}/{file}")]);
+    let token = read("token");
+    assert_eq!(read("namespace"), s.ns);
+    let ca = std::fs::read_to_string(node().cluster.dir.join("server/server/tls/server-ca.crt"))
+        .unwrap();
+    assert_eq!(read("ca.crt"), ca, "kube-root-ca.crt projected");
+    let spec = s.get_json(&["pod", "client"])["spec"].clone();
+    assert_eq!(spec["serviceAccountName"], "default");
+    assert!(
+        spec["volumes"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("kube-api-access-"),
+        "{spec}"
+    );
+
+    // The mounted token is the pod's service account's, for as long as the pod exists.
+    let as_pod = s.via(&token_kubeconfig(&s, "pod-token.kubeconfig", &token));
+    let whoami = [
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ];
+    assert_eq!(
+        as_pod.kubectl_ok(&whoami),
+        format!("system:serviceaccount:{}:default", s.ns)
+    );
+    assert!(
+        as_pod
+            .kubectl_ok(&["get", "pods", "-o", "name"])
+            .contains("pod/client")
+    );
+
+    // `kubectl create token` (TokenRequest) gives an unbound token of the same account.
+    let created = s.kubectl_ok(&["create", "token", "default", "--duration=15m"]);
+    let as_account = s.via(&token_kubeconfig(&s, "sa-token.kubeconfig", &created));
+    assert_eq!(
+        as_account.kubectl_ok(&whoami),
+        format!("system:serviceaccount:{}:default", s.ns)
+    );
+    let missing = s.kubectl_fail(&["create", "token", "ghost"]);
+    assert!(
+        missing.contains("serviceaccounts \"ghost\" not found"),
+        "{missing}"
+    );
+    let short = s.kubectl_fail(&["create", "token", "default", "--duration=5m"]);
+    assert!(
+        short.contains("may not specify a duration less than 10 minutes"),
+        "{short}"
+    );
+
+    // Deleting the pod revokes the token bound to it.
+    s.kubectl_ok(&["delete", "pod", "client", "--grace-period=1"]);
+    wait_pod_gone(&s, "client");
+    let refused = as_pod.kubectl_fail(&whoami);
+    assert!(refused.contains("Unauthorized"), "{refused}");
+
+    // automountServiceAccountToken: false leaves the pod without credentials.
+    s.apply_stdin(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: private
+spec:
+  automountServiceAccountToken: false
+  containers:
+  - name: private
+    image: {IMAGE}
+    command: ["sleep", "3600"]
+"#
+    ));
+    wait_phase(&s, "private", "Running");
+    let out = s.kubectl(&["exec", "private", "--", "ls", dir]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(s.get_json(&["pod", "private"])["spec"]["volumes"].is_null());
 }
 
 #[test]

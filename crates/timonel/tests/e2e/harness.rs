@@ -786,6 +786,15 @@ fn isolate_home(cmd: &mut Command, home: &Path, kubeconfig: &Path) {
 }
 
 /// The last `lines` lines of `text`.
+/// A pipe for a child's stdin when the test has input for it, else /dev/null.
+fn piped_if(has_input: bool) -> Stdio {
+    if has_input {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    }
+}
+
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -906,13 +915,9 @@ impl<'c> Session<'c> {
 
     fn spawn_kubectl_with(&self, args: &[&str], stdin: Option<&str>) -> Background {
         let mut cmd = self.command(&tools().kubectl, args);
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.stdin(piped_if(stdin.is_some()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot spawn kubectl {args:?}: {err}"));
@@ -982,13 +987,9 @@ impl<'c> Session<'c> {
     }
 
     fn run(&self, tool: &str, mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.stdin(piped_if(stdin.is_some()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot spawn {tool} {args:?}: {err}"));
