@@ -287,8 +287,9 @@ async fn attach_through_shim(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
+    let stream = frames::connect(socket)
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .and_then(tokio::net::UnixStream::from_std)
         .map_err(|e| internal(format!("attaching to the container: {e}")))?;
     let (mut from_shim, mut to_shim) = stream.into_split();
     let hello = [if req.stdin { frames::HELLO_STDIN } else { 0 }];

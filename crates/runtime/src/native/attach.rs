@@ -37,7 +37,32 @@ const MAX_FRAME: u32 = 1 << 20;
 const CLIENT_BACKLOG: usize = 256;
 
 pub fn socket_path(container_dir: &Path) -> PathBuf {
-    container_dir.join("attach.sock")
+    container_dir.join(SOCKET_NAME)
+}
+
+const SOCKET_NAME: &str = "attach.sock";
+
+/// A socket address for `name` in `dir` that fits the 108 bytes of a Unix socket address
+/// however long `dir` is (a long data dir would not): the directory reached through a
+/// descriptor of ours, `/proc/self/fd/<fd>/<name>`. `dir_fd` must outlive the call using it.
+fn short_address(dir_fd: &fs::File, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir_fd.as_raw_fd()))
+}
+
+/// Binds a Unix socket `name` in `dir`, whatever the length of `dir`'s path.
+pub fn bind_in(dir: &Path, name: &str) -> io::Result<UnixListener> {
+    let dir_fd = fs::File::open(dir)?;
+    let _ = fs::remove_file(dir.join(name));
+    UnixListener::bind(short_address(&dir_fd, name))
+}
+
+/// Connects to a Unix socket, whatever the length of its path.
+pub fn connect(socket: &Path) -> io::Result<UnixStream> {
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return UnixStream::connect(socket);
+    };
+    let dir_fd = fs::File::open(dir)?;
+    UnixStream::connect(short_address(&dir_fd, &name.to_string_lossy()))
 }
 
 /// One frame, encoded.
@@ -122,8 +147,7 @@ impl AttachServer {
         terminal: Option<OwnedFd>,
     ) -> io::Result<Arc<AttachServer>> {
         let path = socket_path(container_dir);
-        let _ = fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
+        let listener = bind_in(container_dir, SOCKET_NAME)?;
         let server = Arc::new(AttachServer {
             clients: Mutex::new(Vec::new()),
             stdin,
@@ -262,13 +286,25 @@ mod tests {
     }
 
     #[test]
+    fn sockets_bind_and_connect_in_directories_longer_than_a_socket_address() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("d".repeat(60)).join("e".repeat(60));
+        fs::create_dir_all(&deep).unwrap();
+        assert!(socket_path(&deep).as_os_str().len() > 108);
+        let listener = bind_in(&deep, SOCKET_NAME).unwrap();
+        let _client = connect(&socket_path(&deep)).unwrap();
+        listener.accept().unwrap();
+        assert!(socket_path(&deep).exists());
+    }
+
+    #[test]
     fn input_reaches_the_container_and_stdin_once_closes_it_after_the_first_client() {
         let dir = tempfile::tempdir().unwrap();
         let (read_end, write_end) = std::io::pipe().unwrap();
         let sink = StdinSink::new(Some(fs::File::from(OwnedFd::from(write_end))), true);
         let server = AttachServer::start(dir.path(), sink, None).unwrap();
 
-        let mut client = UnixStream::connect(socket_path(dir.path())).unwrap();
+        let mut client = connect(&socket_path(dir.path())).unwrap();
         client.write_all(&encode(HELLO, &[HELLO_STDIN])).unwrap();
         client.write_all(&encode(STDIN, b"line\n")).unwrap();
         client.write_all(&encode(STDIN_EOF, b"")).unwrap();

@@ -223,12 +223,12 @@ pub fn exec_tty_main(dir: &Path, id: &str, command: Vec<String>) -> i32 {
     // Per exec: several may run at once in one container.
     let tag = std::process::id();
     let process_path = dir.join(format!("exec-{tag}.json"));
-    let socket_path = dir.join(format!("exec-{tag}.sock"));
-    let _ = fs::remove_file(&socket_path);
+    let socket_name = format!("exec-{tag}.sock");
+    let socket_path = dir.join(&socket_name);
     if let Err(e) = fs::write(&process_path, process.to_string()) {
         return fail(format!("writing {}: {e}", process_path.display()));
     }
-    let listener = match UnixListener::bind(&socket_path) {
+    let listener = match super::attach::bind_in(dir, &socket_name) {
         Ok(l) => l,
         Err(e) => {
             let _ = fs::remove_file(&process_path);

@@ -285,9 +285,8 @@ impl ContainerStdio {
         let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"));
         if spec.tty {
             let path = dir.join("console.sock");
-            let _ = fs::remove_file(&path);
-            let listener =
-                UnixListener::bind(&path).map_err(|e| format!("the console socket: {e}"))?;
+            let listener = super::attach::bind_in(dir, "console.sock")
+                .map_err(|e| format!("the console socket: {e}"))?;
             return Ok(ContainerStdio {
                 container_stdin: null()?,
                 container_stdout: null()?,
