@@ -889,6 +889,40 @@ fn pods_get_service_account_credentials_that_authenticate_to_the_api() {
     let ca = std::fs::read_to_string(node().cluster.dir.join("server/server/tls/server-ca.crt"))
         .unwrap();
     assert_eq!(read("ca.crt"), ca, "kube-root-ca.crt projected");
+    // The published CA comes back when deleted or changed.
+    let published = || {
+        let out = s.kubectl(&[
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text == ca {
+            Ok(())
+        } else {
+            Err(format!("{out:?}"))
+        }
+    };
+    s.kubectl_ok(&["delete", "configmap", "kube-root-ca.crt"]);
+    s.eventually(
+        "kube-root-ca.crt republished",
+        Duration::from_secs(30),
+        published,
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "-p",
+        r#"{"data":{"ca.crt":"changed"}}"#,
+    ]);
+    s.eventually(
+        "kube-root-ca.crt restored",
+        Duration::from_secs(30),
+        published,
+    );
     let spec = s.get_json(&["pod", "client"])["spec"].clone();
     assert_eq!(spec["serviceAccountName"], "default");
     assert!(
